@@ -1,0 +1,156 @@
+/* CSV rows, the atomic rename, and the terminal table. */
+#include "csv.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char header[] =
+    "allocator,params,trace,status,ops,mallocs,frees,reallocs,callocs,memaligns,failed,reps,"
+    "seconds,seconds_min,seconds_max,spread,ops_per_sec,ns_per_op,peak_live,peak_footprint,"
+    "frag1,frag2,frag3,frag4,utilization,internal_frag,touched,base_rss,peak_rss,counters,"
+    "message\n";
+
+int csv_open(struct csv *c, const char *path) {
+  *c = (struct csv){0};
+  if (!path || strcmp(path, "-") == 0) {
+    c->f = stdout;
+  } else {
+    size_t n = strlen(path) + sizeof ".partial";
+    c->path = strdup(path);
+    c->partial = malloc(n);
+    if (!c->path || !c->partial)
+      return -1;
+    snprintf(c->partial, n, "%s.partial", path);
+    c->f = fopen(c->partial, "w");
+    if (!c->f)
+      return -1;
+  }
+  fputs(header, c->f);
+  return fflush(c->f) == 0 && !ferror(c->f) ? 0 : -1;
+}
+
+/* A text field, quoted when it holds a comma, a quote or a newline, then end. */
+static void text(FILE *f, const char *s, char end) {
+  if (!strpbrk(s, ",\"\n\r")) {
+    fputs(s, f);
+  } else {
+    fputc('"', f);
+    for (; *s; s++) {
+      if (*s == '"')
+        fputc('"', f);
+      fputc(*s == '\n' || *s == '\r' ? ' ' : *s, f);
+    }
+    fputc('"', f);
+  }
+  fputc(end, f);
+}
+
+static void field(FILE *f, const char *s) {
+  text(f, s, ',');
+}
+
+static void num(FILE *f, int have, double v, const char *fmt) {
+  if (have && !isnan(v))
+    fprintf(f, fmt, v);
+  fputc(',', f);
+}
+
+static void counters(FILE *f, const struct alloc_stats *s) {
+  char buf[512];
+  int n = snprintf(buf, sizeof buf, "meta_bytes=%zu", s->meta_bytes);
+  for (int i = 0; i < s->n_counters && i < ALLOC_MAX_COUNTERS && n > 0 && (size_t)n < sizeof buf;
+       i++)
+    n += snprintf(buf + n, sizeof buf - (size_t)n, ";%s=%llu", s->counter[i].name,
+                  (unsigned long long)s->counter[i].value);
+  field(f, buf);
+}
+
+int csv_row(struct csv *c, const char *alloc, const char *params, const struct trace *t,
+            const struct cell_result *r, const struct metrics *mt, int in_region) {
+  FILE *f = c->f;
+  int ok = r->status == CELL_OK, tm = mt->has_timing, mem = mt->has_memory;
+  field(f, alloc);
+  field(f, params);
+  field(f, t->path);
+  field(f, runner_status_name(r->status));
+  fprintf(f, "%zu,%llu,%llu,%llu,%llu,%llu,", t->n_ops, (unsigned long long)t->n_malloc,
+          (unsigned long long)t->n_free, (unsigned long long)t->n_realloc,
+          (unsigned long long)t->n_calloc, (unsigned long long)t->n_memalign);
+  num(f, ok, (double)r->meas.failed, "%.0f");
+  num(f, tm, r->reps, "%.0f");
+  num(f, tm, mt->median, "%.9f");
+  num(f, tm, mt->min, "%.9f");
+  num(f, tm, mt->max, "%.9f");
+  num(f, tm, mt->spread, "%.4f");
+  num(f, tm, mt->ops_per_sec, "%.0f");
+  num(f, tm, mt->ns_per_op, "%.3f");
+  fprintf(f, "%llu,", (unsigned long long)t->peak_live);
+  num(f, mem, (double)r->meas.peak_footprint, "%.0f");
+  num(f, mem, mt->frag1, "%.6f");
+  num(f, mem, mt->frag2, "%.6f");
+  num(f, mem, mt->frag3, "%.6f");
+  num(f, mem, mt->frag4, "%.6f");
+  num(f, mem, mt->utilization, "%.6f");
+  num(f, mem, (double)r->meas.internal_frag, "%.0f");
+  num(f, mem && in_region, (double)r->meas.touched, "%.0f");
+  num(f, ok, (double)r->base_rss, "%.0f");
+  num(f, ok, (double)r->peak_rss, "%.0f");
+  if (ok)
+    counters(f, &r->meas.final_stats);
+  else
+    fputc(',', f);
+  text(f, r->msg, '\n');
+  return fflush(f) == 0 && !ferror(f) ? 0 : -1;
+}
+
+int csv_close(struct csv *c) {
+  int r = 0;
+  if (c->f && c->f != stdout) {
+    r = fflush(c->f) | fsync(fileno(c->f));
+    r |= fclose(c->f);
+    if (r == 0 && rename(c->partial, c->path) != 0)
+      r = -1;
+  } else if (c->f) {
+    r = fflush(c->f);
+  }
+  free(c->path);
+  free(c->partial);
+  *c = (struct csv){0};
+  return r ? -1 : 0;
+}
+
+/* Bytes in a short human unit. */
+static const char *human(double v, char *buf, size_t n) {
+  const char *unit[] = {"B", "K", "M", "G", "T"};
+  int u = 0;
+  while (v >= 1024 && u < 4) {
+    v /= 1024;
+    u++;
+  }
+  snprintf(buf, n, u ? "%.1f%s" : "%.0f%s", v, unit[u]);
+  return buf;
+}
+
+void csv_table_header(FILE *f) {
+  fprintf(f, "%-28s %-22s %-12s %9s %9s %8s %8s %8s %7s\n", "allocator", "trace", "status", "ns/op",
+          "Mops/s", "live", "fp", "frag4", "failed");
+}
+
+void csv_table_row(FILE *f, const char *alloc, const char *params, const struct trace *t,
+                   const struct cell_result *r, const struct metrics *mt) {
+  char name[64], a[16], b[16];
+  snprintf(name, sizeof name, params[0] ? "%s:%s" : "%s", alloc, params);
+  const char *base = strrchr(t->path, '/');
+  base = base ? base + 1 : t->path;
+  if (r->status != CELL_OK) {
+    fprintf(f, "%-28.28s %-22.22s %-12s %s\n", name, base, runner_status_name(r->status), r->msg);
+    return;
+  }
+  fprintf(f, "%-28.28s %-22.22s %-12s %9.2f %9.2f %8s %8s %8.3f %7llu\n", name, base, "ok",
+          mt->ns_per_op, mt->ops_per_sec / 1e6, human((double)t->peak_live, a, sizeof a),
+          human((double)r->meas.peak_footprint, b, sizeof b), mt->frag4,
+          (unsigned long long)r->meas.failed);
+}

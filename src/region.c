@@ -1,0 +1,80 @@
+/* The region's mmap, reset and residency queries. */
+#include "region.h"
+
+#include "alloc.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+int region_map(struct region *ret, size_t size, char *err, size_t errlen) {
+  long page = sysconf(_SC_PAGESIZE);
+  if (size < (size_t)page || size % (size_t)page) {
+    snprintf(err, errlen, "region size %zu is not a positive multiple of the page size %ld", size,
+             page);
+    return -1;
+  }
+  void *p =
+      mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED) {
+    snprintf(err, errlen, "cannot reserve a region of %zu bytes: %s", size, strerror(errno));
+    return -1;
+  }
+  ret->base = p;
+  ret->size = size;
+  return 0;
+}
+
+void region_reset(const struct region *r) {
+  madvise(r->base, r->size, MADV_DONTNEED);
+}
+
+size_t region_resident(const struct region *r, size_t upto) {
+  size_t page = (size_t)sysconf(_SC_PAGESIZE);
+  if (upto > r->size)
+    upto = r->size;
+  size_t pages = (upto + page - 1) / page;
+  if (!pages)
+    return 0;
+  unsigned char *vec = malloc(pages);
+  if (!vec || mincore(r->base, pages * page, vec) != 0) {
+    free(vec);
+    return 0;
+  }
+  size_t n = 0;
+  for (size_t i = 0; i < pages; i++)
+    n += vec[i] & 1;
+  free(vec);
+  return n * page;
+}
+
+void region_unmap(struct region *r) {
+  if (r->base)
+    munmap(r->base, r->size);
+  r->base = NULL;
+}
+
+static size_t side_bytes(size_t bytes) {
+  return alloc_align_up(bytes ? bytes : 1, 4096);
+}
+
+void *region_side_alloc(size_t bytes) {
+  void *p =
+      mmap(NULL, side_bytes(bytes), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  return p == MAP_FAILED ? NULL : p;
+}
+
+void *region_side_resize(void *p, size_t old_bytes, size_t new_bytes) {
+  if (!p)
+    return region_side_alloc(new_bytes);
+  void *q = mremap(p, side_bytes(old_bytes), side_bytes(new_bytes), MREMAP_MAYMOVE);
+  return q == MAP_FAILED ? NULL : q;
+}
+
+void region_side_free(void *p, size_t bytes) {
+  if (p)
+    munmap(p, side_bytes(bytes));
+}

@@ -1,0 +1,261 @@
+/* The timed replay loop and the measured (optionally checked) replay loop. */
+#include "replay.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static double now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void *zeroed(const struct alloc_methods *m, void *st, size_t size) {
+  if (m->calloc)
+    return m->calloc(st, size);
+  void *p = m->malloc(st, size);
+  if (p)
+    memset(p, 0, size);
+  return p;
+}
+
+/* A realloc that fails frees the old block: later ops on the block pass the trace's new
+ * size, which a module that trusts the size given to free must not see for the old one. */
+static void *realloc_or_drop(const struct alloc_methods *m, void *st, void *p,
+                             const struct trace_op *op) {
+  void *q = m->realloc(st, p, op->arg, op->size);
+  if (!q)
+    m->free(st, p, op->arg);
+  return q;
+}
+
+/* The hot loop: one switch and one call into the module per op, nothing else. */
+double replay_timed(const struct alloc_methods *m, void *st, const struct trace *t, void **ptr,
+                    uint64_t *ret_failed) {
+  memset(ptr, 0, t->n_slots * sizeof *ptr);
+  void *(*mal)(void *, size_t) = m->malloc;
+  void (*fre)(void *, void *, size_t) = m->free;
+  const struct trace_op *op = t->ops, *end = t->ops + t->n_ops;
+  uint64_t failed = 0;
+  void *p;
+  double start = now();
+  for (; op < end; op++) {
+    switch (op->kind) {
+    case OP_MALLOC:
+      p = mal(st, op->size);
+      ptr[op->slot] = p;
+      failed += !p;
+      break;
+    case OP_FREE:
+      fre(st, ptr[op->slot], op->size);
+      break;
+    case OP_REALLOC:
+      p = ptr[op->slot];
+      p = p ? realloc_or_drop(m, st, p, op) : mal(st, op->size);
+      failed += !p;
+      ptr[op->slot] = p;
+      break;
+    case OP_CALLOC:
+      p = zeroed(m, st, op->size);
+      ptr[op->slot] = p;
+      failed += !p;
+      break;
+    case OP_MEMALIGN:
+      p = m->memalign(st, op->arg, op->size);
+      ptr[op->slot] = p;
+      failed += !p;
+      break;
+    case OP_RESET:
+      if (m->reset) {
+        m->reset(st);
+        op += op->arg;
+      }
+      break;
+    }
+  }
+  double secs = now() - start;
+  *ret_failed = failed;
+  return secs;
+}
+
+/* One measured pass: the module, the trace, and what the pass follows per slot: the size
+ * the trace asked for (live bytes) and the size the module was asked for (they differ after
+ * trace_lower_memalign). */
+struct pass {
+  const struct alloc_methods *m;
+  void *st;
+  const struct trace *t;
+  void **ptr;
+  struct check *chk;
+  uint64_t *req, *mod;
+  uint64_t live;
+  const struct region *touch_region;
+  size_t touch_at;
+  struct replay_measures *r;
+};
+
+static int new_block(struct pass *ps, const struct trace_op *o) {
+  void *p;
+  if (o->kind == OP_CALLOC)
+    p = zeroed(ps->m, ps->st, o->size);
+  else if (o->kind == OP_MEMALIGN)
+    p = ps->m->memalign(ps->st, o->arg, o->size);
+  else
+    p = ps->m->malloc(ps->st, o->size);
+  ps->ptr[o->slot] = p;
+  ps->mod[o->slot] = o->size;
+  ps->req[o->slot] = o->kind == OP_MALLOC ? o->size - o->arg : o->size;
+  ps->live += ps->req[o->slot];
+  if (!p) {
+    ps->r->failed++;
+    return 0;
+  }
+  if (!ps->chk)
+    return 0;
+  size_t align = o->kind == OP_MEMALIGN ? o->arg : 0;
+  /* The op's address is unique per allocation: a good pattern seed. */
+  return check_new(ps->chk, o->slot, p, o->size, align, o->kind == OP_CALLOC, (uintptr_t)o);
+}
+
+static int free_block(struct pass *ps, const struct trace_op *o, int call) {
+  void *p = ps->ptr[o->slot];
+  if (p && ps->chk && check_release(ps->chk, o->slot, p, o->size))
+    return -1;
+  if (call)
+    ps->m->free(ps->st, p, o->size);
+  ps->live -= ps->req[o->slot];
+  ps->req[o->slot] = ps->mod[o->slot] = 0;
+  if (o->slot)
+    ps->ptr[o->slot] = NULL;
+  return 0;
+}
+
+static int realloc_block(struct pass *ps, const struct trace_op *o) {
+  void *old = ps->ptr[o->slot];
+  ps->live = ps->live - ps->req[o->slot] + o->size;
+  ps->req[o->slot] = o->size;
+  if (!old) { /* its allocation had failed: realloc(NULL, n) */
+    ps->live -= o->size;
+    return new_block(ps, &(struct trace_op){.kind = OP_MALLOC, .size = o->size, .slot = o->slot});
+  }
+  if (ps->chk && check_release(ps->chk, o->slot, old, o->arg))
+    return -1;
+  void *p = ps->m->realloc(ps->st, old, o->arg, o->size);
+  if (!p) { /* as in the timed loop: the old block is freed */
+    ps->r->failed++;
+    ps->m->free(ps->st, old, o->arg);
+    ps->ptr[o->slot] = NULL;
+    ps->mod[o->slot] = 0;
+    return 0;
+  }
+  ps->ptr[o->slot] = p;
+  ps->mod[o->slot] = o->size;
+  return ps->chk ? check_moved(ps->chk, o->slot, p, o->arg, o->size) : 0;
+}
+
+static uint64_t internal_frag(const struct pass *ps) {
+  uint64_t sum = 0;
+  for (uint32_t s = 1; s < ps->t->n_slots; s++)
+    if (ps->ptr[s])
+      sum += ps->m->usable_size(ps->st, ps->ptr[s], ps->mod[s]) - ps->req[s];
+  return sum;
+}
+
+/* After op i: footprint, the peaks and the moments METRICS.md names. */
+static void follow(struct pass *ps, size_t i) {
+  struct replay_measures *r = ps->r;
+  ps->m->stats(ps->st, &r->final_stats);
+  uint64_t fp = r->final_stats.footprint, live = ps->live;
+  if (live > r->peak_live)
+    r->peak_live = live;
+  if (fp > r->peak_footprint) {
+    r->peak_footprint = fp;
+    r->peak_footprint_op = i;
+    r->live_at_peak_footprint = live;
+  }
+  if (live > 0) {
+    r->frag1_sum += ((double)fp - (double)live) / (double)live;
+    r->frag1_n++;
+  }
+  if (i == ps->t->peak_live_op) {
+    r->footprint_at_peak_live = fp;
+    r->internal_frag = internal_frag(ps);
+  }
+  if (ps->touch_region && i == ps->touch_at)
+    r->touched = region_resident(ps->touch_region, ps->touch_region->size);
+}
+
+/* A reset with the module's hook: the frees that follow are checked and followed, but the
+ * module sees one reset call. Returns the number of ops consumed after o. */
+static int reset_all(struct pass *ps, const struct trace_op *o, size_t i, size_t *ret_skip) {
+  for (uint64_t k = 1; k <= o->arg; k++)
+    if (free_block(ps, o + k, 0))
+      return -1;
+  ps->m->reset(ps->st);
+  for (uint64_t k = 0; k <= o->arg; k++)
+    follow(ps, i + k);
+  *ret_skip = o->arg;
+  return 0;
+}
+
+static int measured_op(struct pass *ps, size_t i, size_t *ret_skip) {
+  const struct trace_op *o = &ps->t->ops[i];
+  *ret_skip = 0;
+  int bad;
+  switch (o->kind) {
+  case OP_FREE:
+    bad = free_block(ps, o, 1);
+    break;
+  case OP_REALLOC:
+    bad = realloc_block(ps, o);
+    break;
+  case OP_RESET:
+    if (ps->m->reset)
+      return reset_all(ps, o, i, ret_skip);
+    bad = 0;
+    break;
+  default:
+    bad = new_block(ps, o);
+    break;
+  }
+  if (!bad)
+    follow(ps, i);
+  return bad;
+}
+
+int replay_measured(const struct alloc_methods *m, void *st, const struct trace *t, void **ptr,
+                    struct check *chk, const struct region *touch_region, size_t touch_at,
+                    struct replay_measures *ret) {
+  *ret = (struct replay_measures){0};
+  memset(ptr, 0, t->n_slots * sizeof *ptr);
+  struct pass ps = {.m = m,
+                    .st = st,
+                    .t = t,
+                    .ptr = ptr,
+                    .chk = chk,
+                    .req = calloc(t->n_slots, sizeof(uint64_t)),
+                    .mod = calloc(t->n_slots, sizeof(uint64_t)),
+                    .touch_region = touch_region,
+                    .touch_at = touch_at,
+                    .r = ret};
+  if (!ps.req || !ps.mod)
+    abort(); /* runs in a cell's child: the parent reports the failed row */
+  int bad = 0;
+  size_t i, skip;
+  for (i = 0; i < t->n_ops; i += 1 + skip) {
+    bad = measured_op(&ps, i, &skip);
+    if (bad)
+      break;
+  }
+  free(ps.req);
+  free(ps.mod);
+  if (bad) {
+    ret->violation = 1;
+    ret->bad_op = i;
+    snprintf(ret->msg, sizeof ret->msg, "%s", chk->msg);
+    return -1;
+  }
+  return 0;
+}

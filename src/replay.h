@@ -1,0 +1,47 @@
+/*
+ * Replay: running a trace's ops through a module. Two loops: the timed one does nothing but
+ * call the module; the measured one also follows live bytes and footprint after every op
+ * (METRICS.md) and, when given a checker, verifies every block.
+ */
+#ifndef REPLAY_H
+#define REPLAY_H
+
+#include <stdint.h>
+
+#include "alloc.h"
+#include "check.h"
+#include "region.h"
+#include "trace.h"
+
+/* What one measured replay found, per METRICS.md. */
+struct replay_measures {
+  uint64_t failed;         /* allocations the module could not satisfy */
+  uint64_t peak_live;      /* max live(t) */
+  uint64_t peak_footprint; /* max footprint(t) */
+  size_t peak_footprint_op;
+  uint64_t footprint_at_peak_live; /* footprint(t*) */
+  uint64_t live_at_peak_footprint; /* live(u*) */
+  double frag1_sum;                /* sum over t with live(t) > 0 of (fp - live) / live */
+  uint64_t frag1_n;
+  uint64_t internal_frag; /* sum of usable - requested over live blocks at t* */
+  uint64_t touched;       /* resident region bytes at touch_at, if asked */
+  struct alloc_stats final_stats;
+  /* On a checker violation: the op and the problem. */
+  int violation;
+  size_t bad_op;
+  char msg[256];
+};
+
+/* Replays t through m (instance st), timed as a whole. ptr has t->n_slots entries and is
+ * zeroed first. Returns seconds; *ret_failed counts NULL results. */
+double replay_timed(const struct alloc_methods *m, void *st, const struct trace *t, void **ptr,
+                    uint64_t *ret_failed);
+
+/* Replays t through m following live bytes and footprint; with chk, checks every block.
+ * With touch_region, ret->touched is the region's resident bytes after op touch_at. Returns 0, or
+ * -1 on a violation (ret->violation, ret->bad_op, ret->msg). */
+int replay_measured(const struct alloc_methods *m, void *st, const struct trace *t, void **ptr,
+                    struct check *chk, const struct region *touch_region, size_t touch_at,
+                    struct replay_measures *ret);
+
+#endif

@@ -1,0 +1,218 @@
+/* Running a cell: the passes in a child process, and the parent's view of the child. */
+#include "runner.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+const char *runner_status_name(enum cell_status s) {
+  static const char *const names[] = {"ok", "init-failed", "check-failed", "crashed", "timeout"};
+  return names[s];
+}
+
+/* A line of /proc/self/status in bytes ("VmHWM:  1234 kB"), or 0. */
+static uint64_t proc_status_kb(const char *key) {
+  FILE *f = fopen("/proc/self/status", "r");
+  char line[256];
+  uint64_t v = 0;
+  size_t n = strlen(key);
+  while (f && fgets(line, sizeof line, f))
+    if (strncmp(line, key, n) == 0 && line[n] == ':')
+      v = strtoull(line + n + 1, NULL, 10) * 1024;
+  if (f)
+    fclose(f);
+  return v;
+}
+
+/* Resets VmHWM to the current RSS, so the high mark is this cell's own. */
+static void reset_peak_rss(void) {
+  int fd = open("/proc/self/clear_refs", O_WRONLY);
+  if (fd >= 0) {
+    (void)!write(fd, "5", 1);
+    close(fd);
+  }
+}
+
+static int start(const struct cell_spec *c, void **ret_st, struct cell_result *r) {
+  char err[256] = "";
+  if (c->m->init(ret_st, c->region->base, c->region->size, c->args, err, sizeof err) == 0)
+    return 0;
+  r->status = CELL_INIT_FAILED;
+  snprintf(r->msg, sizeof r->msg, "%s: %s", c->m->name, err[0] ? err : "init failed");
+  return -1;
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+/* The measured pass (checked if asked), then for region modules a second one that reads
+ * resident pages at the moment of peak footprint, from a clean region. */
+static int measure(const struct cell_spec *c, const struct trace *t, void **ptr,
+                   struct cell_result *r) {
+  void *st;
+  if (start(c, &st, r))
+    return -1;
+  int inside = !(c->m->flags & ALLOC_OUTSIDE_REGION);
+  struct check chk;
+  int checking =
+      c->check && !(c->m->flags & ALLOC_UNCHECKED) &&
+      check_init(&chk, c->m, st, inside ? c->region->base : NULL, c->region->size, t->n_slots) == 0;
+  int bad = replay_measured(c->m, st, t, ptr, checking ? &chk : NULL, NULL, 0, &r->meas);
+  if (checking)
+    check_fini(&chk);
+  c->m->destroy(st);
+  if (bad) {
+    r->status = CELL_CHECK_FAILED;
+    snprintf(r->msg, sizeof r->msg, "%s: %s:%u: %s", c->m->name, t->path, t->line[r->meas.bad_op],
+             r->meas.msg);
+    return -1;
+  }
+  if (!inside)
+    return 0;
+  struct replay_measures again;
+  region_reset(c->region);
+  if (start(c, &st, r))
+    return -1;
+  replay_measured(c->m, st, t, ptr, NULL, c->region, r->meas.peak_footprint_op, &again);
+  c->m->destroy(st);
+  r->meas.touched = again.touched;
+  return 0;
+}
+
+static void timed(const struct cell_spec *c, const struct trace *t, void **ptr,
+                  struct cell_result *r) {
+  for (int i = 0; i < c->warmup + c->reps; i++) {
+    void *st;
+    if (start(c, &st, r))
+      return;
+    uint64_t failed;
+    double s = replay_timed(c->m, st, t, ptr, &failed);
+    c->m->destroy(st);
+    if (i >= c->warmup) {
+      r->secs[r->reps++] = s;
+      r->timed_failed = failed;
+    }
+  }
+  qsort(r->secs, (size_t)r->reps, sizeof r->secs[0], cmp_double);
+}
+
+static void run_here(const struct cell_spec *c, struct cell_result *r) {
+  memset(r, 0, sizeof *r);
+  reset_peak_rss();
+  r->base_rss = proc_status_kb("VmRSS");
+  struct trace t = *c->t; /* a private copy when memalign must be lowered */
+  if (!c->m->memalign && t.n_ops) {
+    t.ops = malloc(t.n_ops * sizeof *t.ops);
+    if (!t.ops)
+      abort();
+    memcpy(t.ops, c->t->ops, t.n_ops * sizeof *t.ops);
+    trace_lower_memalign(&t);
+  }
+  void **ptr = calloc(t.n_slots, sizeof *ptr);
+  if (!ptr)
+    abort();
+  if (measure(c, &t, ptr, r) == 0)
+    timed(c, &t, ptr, r);
+  free(ptr);
+  if (t.ops != c->t->ops)
+    free(t.ops);
+  r->peak_rss = proc_status_kb("VmHWM");
+}
+
+/* Reads the child's result; 0 when it arrived whole before the deadline. */
+static int read_result(int fd, struct cell_result *r, double timeout) {
+  size_t got = 0;
+  struct timespec t0;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  while (got < sizeof *r) {
+    int wait_ms = -1;
+    if (timeout > 0) {
+      struct timespec now;
+      clock_gettime(CLOCK_MONOTONIC, &now);
+      double left =
+          timeout - ((double)(now.tv_sec - t0.tv_sec) + (double)(now.tv_nsec - t0.tv_nsec) * 1e-9);
+      if (left <= 0)
+        return 1;
+      wait_ms = (int)(left * 1000) + 1;
+    }
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    int n = poll(&p, 1, wait_ms);
+    if (n < 0 && errno == EINTR)
+      return -1; /* interrupted: the caller stops the child */
+    if (n == 0)
+      return 1;
+    ssize_t k = read(fd, (char *)r + got, sizeof *r - got);
+    if (k <= 0)
+      return -1;
+    got += (size_t)k;
+  }
+  return 0;
+}
+
+void runner_cell(const struct cell_spec *c, struct cell_result *ret) {
+  if (!c->fork) {
+    run_here(c, ret);
+    region_reset(c->region);
+    return;
+  }
+  int fds[2];
+  if (pipe(fds) < 0) {
+    memset(ret, 0, sizeof *ret);
+    ret->status = CELL_CRASHED;
+    snprintf(ret->msg, sizeof ret->msg, "pipe: %s", strerror(errno));
+    return;
+  }
+  fflush(NULL);
+  pid_t pid = fork();
+  if (pid == 0) {
+    close(fds[0]);
+    struct cell_result *r = malloc(sizeof *r);
+    if (!r)
+      _exit(3);
+    run_here(c, r);
+    size_t off = 0;
+    while (off < sizeof *r) {
+      ssize_t k = write(fds[1], (char *)r + off, sizeof *r - off);
+      if (k <= 0)
+        _exit(3);
+      off += (size_t)k;
+    }
+    _exit(0);
+  }
+  close(fds[1]);
+  int got = pid < 0 ? -1 : read_result(fds[0], ret, c->timeout);
+  close(fds[0]);
+  if (pid > 0 && got != 0)
+    kill(pid, SIGKILL);
+  int status = 0;
+  if (pid > 0)
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+      ;
+  if (got == 0)
+    return;
+  memset(ret, 0, sizeof *ret);
+  if (got == 1) {
+    ret->status = CELL_TIMEOUT;
+    snprintf(ret->msg, sizeof ret->msg, "%s: %s: killed after the %.0f s time limit", c->m->name,
+             c->t->path, c->timeout);
+  } else {
+    ret->status = CELL_CRASHED;
+    if (pid < 0)
+      snprintf(ret->msg, sizeof ret->msg, "fork: %s", strerror(errno));
+    else if (WIFSIGNALED(status))
+      snprintf(ret->msg, sizeof ret->msg, "%s: %s: the cell died of signal %d (%s)", c->m->name,
+               c->t->path, WTERMSIG(status), strsignal(WTERMSIG(status)));
+    else
+      snprintf(ret->msg, sizeof ret->msg, "%s: %s: the cell exited with status %d", c->m->name,
+               c->t->path, WEXITSTATUS(status));
+  }
+}

@@ -1,0 +1,49 @@
+/*
+ * Cells: one (allocator, trace) run. Each cell runs in its own forked child, so a crash,
+ * a hang or a peak RSS belongs to that cell alone; the parent turns whatever happened into
+ * a row.
+ */
+#ifndef RUNNER_H
+#define RUNNER_H
+
+#include "alloc.h"
+#include "region.h"
+#include "replay.h"
+#include "trace.h"
+
+#define RUNNER_MAX_REPS 101
+
+enum cell_status {
+  CELL_OK,
+  CELL_INIT_FAILED,  /* the module refused its parameters or region */
+  CELL_CHECK_FAILED, /* the checker caught the module */
+  CELL_CRASHED,      /* the child died of a signal */
+  CELL_TIMEOUT,      /* killed after the time limit */
+};
+
+struct cell_spec {
+  const struct alloc_methods *m;
+  const struct alloc_args *args;
+  const struct trace *t;
+  const struct region *region;
+  int check;
+  int reps, warmup;
+  double timeout; /* seconds; 0 for none */
+  int fork;       /* 0 runs in the calling process (debugging) */
+};
+
+struct cell_result {
+  enum cell_status status;
+  char msg[320];
+  struct replay_measures meas;
+  int reps;
+  double secs[RUNNER_MAX_REPS]; /* sorted */
+  uint64_t timed_failed;
+  uint64_t base_rss, peak_rss; /* bytes: resident at the cell's start, and its high mark */
+};
+
+void runner_cell(const struct cell_spec *c, struct cell_result *ret);
+
+const char *runner_status_name(enum cell_status s);
+
+#endif

@@ -1,0 +1,568 @@
+/* Trace reading: format detection, the text and .rep parsers, id compaction, validation. */
+#include "trace.h"
+
+#include "region.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+enum { ID_EMPTY, ID_LIVE, ID_FREED };
+
+/* What the parser remembers of each recorder id. */
+struct id_entry {
+  uint64_t id;
+  uint32_t slot;
+  uint32_t line; /* where it was last allocated or freed, for messages */
+  uint8_t state;
+};
+
+/* Parser state: the trace being built, the id table, the free slots. */
+struct parser {
+  struct trace *t;
+  const char *name;
+  char *err;
+  size_t errlen;
+  uint32_t line;
+  struct id_entry *ids;
+  size_t ids_cap, ids_used;
+  uint64_t *slot_size; /* requested size of the block each live slot holds */
+  uint32_t *free_slots;
+  size_t n_free_slots, cap_slots;
+  uint64_t live;
+};
+
+static int fail(struct parser *ps, const char *fmt, ...) {
+  int n = snprintf(ps->err, ps->errlen, "%s:%u: ", ps->name, ps->line);
+  va_list ap;
+  va_start(ap, fmt);
+  if (n >= 0 && (size_t)n < ps->errlen)
+    vsnprintf(ps->err + n, ps->errlen - (size_t)n, fmt, ap);
+  va_end(ap);
+  return -1;
+}
+
+/* Arrays grow on the side (region_side_*), out of the C library's heap. */
+static void *grow(void *p, size_t *cap, size_t elem, size_t need) {
+  if (need <= *cap)
+    return p;
+  size_t n = *cap ? *cap : 1024;
+  while (n < need)
+    n *= 2;
+  void *q = region_side_resize(p, *cap * elem, n * elem);
+  if (q)
+    *cap = n;
+  return q;
+}
+
+static size_t id_hash(uint64_t id, size_t cap) {
+  return (size_t)((id * 0x9E3779B97F4A7C15ull) >> 17) & (cap - 1);
+}
+
+static int ids_rehash(struct parser *ps) {
+  size_t cap = ps->ids_cap ? ps->ids_cap * 2 : 4096;
+  struct id_entry *n = region_side_alloc(cap * sizeof *n);
+  if (!n)
+    return -1;
+  for (size_t i = 0; i < ps->ids_cap; i++) {
+    if (ps->ids[i].state == ID_EMPTY)
+      continue;
+    size_t h = id_hash(ps->ids[i].id, cap);
+    while (n[h].state != ID_EMPTY)
+      h = (h + 1) & (cap - 1);
+    n[h] = ps->ids[i];
+  }
+  region_side_free(ps->ids, ps->ids_cap * sizeof *ps->ids);
+  ps->ids = n;
+  ps->ids_cap = cap;
+  return 0;
+}
+
+/* The entry for id, created empty (state ID_EMPTY) when the id is new. */
+static struct id_entry *id_lookup(struct parser *ps, uint64_t id) {
+  if (2 * (ps->ids_used + 1) > ps->ids_cap && ids_rehash(ps))
+    return NULL;
+  size_t h = id_hash(id, ps->ids_cap);
+  while (ps->ids[h].state != ID_EMPTY && ps->ids[h].id != id)
+    h = (h + 1) & (ps->ids_cap - 1);
+  ps->ids[h].id = id;
+  return &ps->ids[h];
+}
+
+static int emit(struct parser *ps, uint8_t kind, uint32_t slot, uint64_t size, uint64_t arg,
+                uint16_t thread) {
+  struct trace *t = ps->t;
+  if (t->n_ops == t->cap) {
+    size_t cap = t->cap;
+    struct trace_op *ops = grow(t->ops, &cap, sizeof *ops, t->n_ops + 1);
+    uint32_t *line =
+        ops ? region_side_resize(t->line, t->cap * sizeof *line, cap * sizeof *line) : NULL;
+    if (!line)
+      return fail(ps, "out of memory reading the trace");
+    t->ops = ops;
+    t->line = line;
+    t->cap = cap;
+  }
+  t->ops[t->n_ops] =
+      (struct trace_op){.size = size, .arg = arg, .slot = slot, .kind = kind, .thread = thread};
+  t->line[t->n_ops] = ps->line;
+  t->n_ops++;
+  if (ps->live > t->peak_live) {
+    t->peak_live = ps->live;
+    t->peak_live_op = t->n_ops - 1;
+  }
+  if (thread >= t->n_threads)
+    t->n_threads = thread + 1u;
+  return 0;
+}
+
+static int take_slot(struct parser *ps, uint32_t *ret) {
+  if (ps->n_free_slots) {
+    *ret = ps->free_slots[--ps->n_free_slots];
+    return 0;
+  }
+  if (ps->t->n_slots == UINT32_MAX)
+    return fail(ps, "more than 2^32 blocks live at once");
+  uint32_t s = ps->t->n_slots++;
+  if (s == ps->cap_slots) {
+    size_t cap = ps->cap_slots;
+    uint64_t *sizes = grow(ps->slot_size, &cap, sizeof *sizes, s + 1);
+    uint32_t *fs =
+        sizes ? region_side_resize(ps->free_slots, ps->cap_slots * sizeof *fs, cap * sizeof *fs)
+              : NULL;
+    if (!fs)
+      return fail(ps, "out of memory reading the trace");
+    ps->slot_size = sizes;
+    ps->free_slots = fs;
+    ps->cap_slots = cap;
+  }
+  *ret = s;
+  return 0;
+}
+
+static int do_alloc(struct parser *ps, uint64_t id, uint8_t kind, uint64_t size, uint64_t arg,
+                    uint16_t thread) {
+  struct id_entry *e = id_lookup(ps, id);
+  if (!e)
+    return fail(ps, "out of memory reading the trace");
+  if (e->state == ID_LIVE)
+    return fail(ps, "allocation of id %llu, which is still live (allocated at line %u)",
+                (unsigned long long)id, e->line);
+  if (e->state == ID_EMPTY)
+    ps->ids_used++;
+  uint32_t slot = 0;
+  if (take_slot(ps, &slot))
+    return -1;
+  *e = (struct id_entry){.id = id, .slot = slot, .line = ps->line, .state = ID_LIVE};
+  ps->slot_size[slot] = size;
+  ps->live += size;
+  return emit(ps, kind, slot, size, arg, thread);
+}
+
+static int do_free(struct parser *ps, struct id_entry *e, uint16_t thread) {
+  uint32_t slot = e->slot;
+  uint64_t size = ps->slot_size[slot];
+  e->state = ID_FREED;
+  e->line = ps->line;
+  ps->free_slots[ps->n_free_slots++] = slot;
+  ps->live -= size;
+  return emit(ps, OP_FREE, slot, size, 0, thread);
+}
+
+static int op_free(struct parser *ps, int64_t id, uint16_t thread) {
+  ps->t->n_free++;
+  if (id < 0)
+    return emit(ps, OP_FREE, 0, 0, 0, thread); /* free(NULL) */
+  struct id_entry *e = id_lookup(ps, (uint64_t)id);
+  if (!e)
+    return fail(ps, "out of memory reading the trace");
+  if (e->state == ID_EMPTY)
+    return fail(ps, "free of id %lld, which was never allocated", (long long)id);
+  if (e->state == ID_FREED)
+    return fail(ps, "double free of id %lld (freed at line %u)", (long long)id, e->line);
+  return do_free(ps, e, thread);
+}
+
+/* realloc follows the C library: of an unknown id it is malloc, to size 0 it is free. */
+static int op_realloc(struct parser *ps, int64_t id, uint64_t size, uint16_t thread) {
+  ps->t->n_realloc++;
+  if (id < 0)
+    return fail(ps, "realloc needs an id, not %lld", (long long)id);
+  struct id_entry *e = id_lookup(ps, (uint64_t)id);
+  if (!e)
+    return fail(ps, "out of memory reading the trace");
+  if (e->state == ID_FREED)
+    return fail(ps, "realloc of id %lld, which was freed at line %u", (long long)id, e->line);
+  if (e->state == ID_EMPTY)
+    return do_alloc(ps, (uint64_t)id, OP_MALLOC, size, 0, thread);
+  if (size == 0)
+    return do_free(ps, e, thread);
+  uint64_t old = ps->slot_size[e->slot];
+  ps->slot_size[e->slot] = size;
+  ps->live = ps->live - old + size;
+  e->line = ps->line;
+  return emit(ps, OP_REALLOC, e->slot, size, old, thread);
+}
+
+/* Arena reset: every live block is freed; modules with a reset hook skip the frees. */
+static int op_reset(struct parser *ps, uint16_t thread) {
+  ps->t->n_reset++;
+  size_t at = ps->t->n_ops;
+  if (emit(ps, OP_RESET, 0, 0, 0, thread))
+    return -1;
+  uint64_t n = 0;
+  for (size_t i = 0; i < ps->ids_cap; i++) {
+    if (ps->ids[i].state != ID_LIVE)
+      continue;
+    if (do_free(ps, &ps->ids[i], thread))
+      return -1;
+    n++;
+  }
+  ps->t->ops[at].arg = n;
+  return 0;
+}
+
+/* --- tokens --- */
+
+struct cursor {
+  const char *p, *end;
+};
+
+static void skip_blank(struct cursor *c) {
+  while (c->p < c->end && (*c->p == ' ' || *c->p == '\t' || *c->p == '\r'))
+    c->p++;
+}
+
+/* True at the end of the line's content (a '#' starts a comment). */
+static int at_end(struct cursor *c) {
+  skip_blank(c);
+  return c->p == c->end || *c->p == '#';
+}
+
+/* A decimal number; -1 is accepted where allow_minus_one (free(NULL) ids). */
+static int parse_num(struct parser *ps, struct cursor *c, const char *what, int allow_minus_one,
+                     int64_t *ret_signed, uint64_t *ret) {
+  skip_blank(c);
+  if (c->p == c->end || *c->p == '#')
+    return fail(ps, "missing %s", what);
+  int neg = *c->p == '-';
+  const char *s = c->p + neg;
+  uint64_t v = 0;
+  const char *q = s;
+  for (; q < c->end && *q >= '0' && *q <= '9'; q++) {
+    unsigned d = (unsigned)(*q - '0');
+    if (v > (UINT64_MAX - d) / 10)
+      return fail(ps, "%s '%.*s' is too large", what, (int)(c->end - c->p), c->p);
+    v = v * 10 + d;
+  }
+  if (q == s || (q < c->end && *q != ' ' && *q != '\t' && *q != '\r' && *q != '#')) {
+    const char *e = q;
+    while (e < c->end && *e != ' ' && *e != '\t' && *e != '\r')
+      e++;
+    return fail(ps, "%s '%.*s' is not a number", what, (int)(e - c->p), c->p);
+  }
+  c->p = q;
+  if (neg) {
+    if (!(allow_minus_one && v == 1))
+      return fail(ps, "%s -%llu is negative", what, (unsigned long long)v);
+    *ret_signed = -1;
+    return 0;
+  }
+  if (ret_signed) {
+    if (v > (uint64_t)INT64_MAX)
+      return fail(ps, "%s %llu is out of range (0 to 2^63-1)", what, (unsigned long long)v);
+    *ret_signed = (int64_t)v;
+  }
+  if (ret)
+    *ret = v;
+  return 0;
+}
+
+static int parse_id(struct parser *ps, struct cursor *c, int allow_null, int64_t *ret) {
+  return parse_num(ps, c, "id", allow_null, ret, NULL);
+}
+
+static int parse_size(struct parser *ps, struct cursor *c, const char *what, uint64_t *ret) {
+  if (parse_num(ps, c, what, 0, NULL, ret))
+    return -1;
+  if (*ret > TRACE_MAX_SIZE)
+    return fail(ps, "%s %llu is larger than any allocation can be (2^47)", what,
+                (unsigned long long)*ret);
+  return 0;
+}
+
+/* Optional thread tag "@N", then the end of the line. */
+static int parse_tail(struct parser *ps, struct cursor *c, uint16_t *ret_thread) {
+  *ret_thread = 0;
+  if (at_end(c))
+    return 0;
+  if (*c->p == '@') {
+    c->p++;
+    uint64_t t;
+    if (parse_num(ps, c, "thread", 0, NULL, &t))
+      return -1;
+    if (t > 65535)
+      return fail(ps, "thread %llu is out of range (0 to 65535)", (unsigned long long)t);
+    *ret_thread = (uint16_t)t;
+    if (at_end(c))
+      return 0;
+  }
+  return fail(ps, "unexpected '%.*s' at the end of the line", (int)(c->end - c->p), c->p);
+}
+
+/* --- line formats --- */
+
+static int text_event(struct parser *ps, struct cursor *c) {
+  char k = *c->p++;
+  if (c->p < c->end && *c->p != ' ' && *c->p != '\t' && *c->p != '\r' && *c->p != '#')
+    return fail(ps, "unknown event '%.*s' (expected m, f, r, c, a or x)", (int)(c->end - c->p + 1),
+                c->p - 1);
+  int64_t id = 0;
+  uint64_t a = 0, b = 0;
+  uint16_t th;
+  switch (k) {
+  case 'm':
+    if (parse_id(ps, c, 0, &id) || parse_size(ps, c, "size", &a) || parse_tail(ps, c, &th))
+      return -1;
+    ps->t->n_malloc++;
+    return do_alloc(ps, (uint64_t)id, OP_MALLOC, a, 0, th);
+  case 'f':
+    if (parse_id(ps, c, 1, &id) || parse_tail(ps, c, &th))
+      return -1;
+    return op_free(ps, id, th);
+  case 'r':
+    if (parse_id(ps, c, 0, &id) || parse_size(ps, c, "size", &a) || parse_tail(ps, c, &th))
+      return -1;
+    return op_realloc(ps, id, a, th);
+  case 'c':
+    if (parse_id(ps, c, 0, &id) || parse_size(ps, c, "count", &a) ||
+        parse_size(ps, c, "size", &b) || parse_tail(ps, c, &th))
+      return -1;
+    if (b && a > TRACE_MAX_SIZE / b)
+      return fail(ps, "calloc of %llu x %llu bytes is larger than any allocation can be",
+                  (unsigned long long)a, (unsigned long long)b);
+    ps->t->n_calloc++;
+    return do_alloc(ps, (uint64_t)id, OP_CALLOC, a * b, 0, th);
+  case 'a':
+    if (parse_id(ps, c, 0, &id) || parse_size(ps, c, "alignment", &a) ||
+        parse_size(ps, c, "size", &b) || parse_tail(ps, c, &th))
+      return -1;
+    if (!a || (a & (a - 1)) || a > (1u << 30))
+      return fail(ps, "alignment %llu is not a power of two up to 2^30", (unsigned long long)a);
+    ps->t->n_memalign++;
+    if (a <= 16) /* every module aligns to 16 already */
+      return do_alloc(ps, (uint64_t)id, OP_MALLOC, b, 0, th);
+    return do_alloc(ps, (uint64_t)id, OP_MEMALIGN, b, a, th);
+  case 'x':
+    if (parse_tail(ps, c, &th))
+      return -1;
+    return op_reset(ps, th);
+  default:
+    return fail(ps, "unknown event '%c' (expected m, f, r, c, a or x)", k);
+  }
+}
+
+static int rep_event(struct parser *ps, struct cursor *c) {
+  char k = *c->p++;
+  if (c->p < c->end && *c->p != ' ' && *c->p != '\t' && *c->p != '\r')
+    return fail(ps, "unknown .rep event '%.*s' (expected a, f or r)", (int)(c->end - c->p + 1),
+                c->p - 1);
+  int64_t id;
+  uint64_t size;
+  uint16_t th;
+  switch (k) {
+  case 'a':
+    if (parse_id(ps, c, 0, &id) || parse_size(ps, c, "size", &size) || parse_tail(ps, c, &th))
+      return -1;
+    ps->t->n_malloc++;
+    return do_alloc(ps, (uint64_t)id, OP_MALLOC, size, 0, th);
+  case 'f':
+    if (parse_id(ps, c, 1, &id) || parse_tail(ps, c, &th))
+      return -1;
+    return op_free(ps, id, th);
+  case 'r':
+    if (parse_id(ps, c, 0, &id) || parse_size(ps, c, "size", &size) || parse_tail(ps, c, &th))
+      return -1;
+    return op_realloc(ps, id, size, th);
+  default:
+    return fail(ps, "unknown .rep event '%c' (expected a, f or r)", k);
+  }
+}
+
+enum format { FMT_UNKNOWN, FMT_TEXT, FMT_REP };
+
+/* The first content line says the format: "alloctrace 1", or a number (.rep header). */
+static int header_line(struct parser *ps, struct cursor *c, enum format *fmt) {
+  static const char magic[] = "alloctrace";
+  size_t n = sizeof magic - 1;
+  if ((size_t)(c->end - c->p) >= n && memcmp(c->p, magic, n) == 0) {
+    c->p += n;
+    uint64_t v;
+    if (parse_num(ps, c, "version", 0, NULL, &v))
+      return -1;
+    if (v != 1)
+      return fail(ps, "unsupported trace version %llu (this harness reads version 1)",
+                  (unsigned long long)v);
+    if (!at_end(c))
+      return fail(ps, "unexpected text after the header");
+    *fmt = FMT_TEXT;
+    return 0;
+  }
+  if (*c->p >= '0' && *c->p <= '9') {
+    *fmt = FMT_REP;
+    return 0;
+  }
+  return fail(ps, "not a trace: expected the header 'alloctrace 1' or a malloc-lab .rep header");
+}
+
+struct header {
+  enum format fmt;
+  int n_numbers;    /* .rep header numbers read so far */
+  uint64_t rep_ops; /* the op count a .rep header announces */
+  uint64_t rep_lines;
+};
+
+/* The four .rep header numbers, on one line or several; the third is the op count. */
+static int rep_header(struct parser *ps, struct cursor *c, struct header *h) {
+  while (!at_end(c)) {
+    if (h->n_numbers == 4)
+      return fail(ps, "a .rep header has four numbers; this line has more");
+    uint64_t v;
+    if (parse_num(ps, c, ".rep header number", 0, NULL, &v))
+      return -1;
+    if (h->n_numbers++ == 2)
+      h->rep_ops = v;
+  }
+  return 0;
+}
+
+static int parse_line(struct parser *ps, struct cursor *c, struct header *h) {
+  if (h->fmt == FMT_UNKNOWN) {
+    if (header_line(ps, c, &h->fmt))
+      return -1;
+    if (h->fmt == FMT_TEXT)
+      return 0;
+  }
+  if (h->fmt == FMT_TEXT)
+    return text_event(ps, c);
+  if (h->n_numbers < 4)
+    return rep_header(ps, c, h);
+  h->rep_lines++;
+  return rep_event(ps, c);
+}
+
+static int parse_lines(struct parser *ps, const char *buf, size_t len) {
+  struct header h = {0};
+  const char *p = buf, *end = buf + len;
+  for (ps->line = 1; p < end; ps->line++) {
+    const char *nl = memchr(p, '\n', (size_t)(end - p));
+    struct cursor c = {p, nl ? nl : end};
+    p = nl ? nl + 1 : end;
+    if (ps->line == UINT32_MAX)
+      return fail(ps, "more than 2^32 lines");
+    if (!at_end(&c) && parse_line(ps, &c, &h))
+      return -1;
+  }
+  ps->line = ps->line > 1 ? ps->line - 1 : 1; /* problems at the end name the last line */
+  if (h.fmt == FMT_UNKNOWN)
+    return fail(ps, "empty trace: no header line");
+  if (h.fmt == FMT_REP && h.n_numbers < 4)
+    return fail(ps, "the .rep header has %d of its four numbers", h.n_numbers);
+  if (h.fmt == FMT_REP && h.rep_ops != h.rep_lines)
+    snprintf(ps->t->warning, sizeof ps->t->warning,
+             "%s: the .rep header announces %llu ops but %llu follow; replaying the lines",
+             ps->name, (unsigned long long)h.rep_ops, (unsigned long long)h.rep_lines);
+  return 0;
+}
+
+int trace_parse(struct trace *ret, const char *name, const char *buf, size_t len, char *err,
+                size_t errlen) {
+  *ret = (struct trace){0};
+  struct parser ps = {.t = ret, .name = name, .err = err, .errlen = errlen};
+  ret->path = strdup(name);
+  /* slot 0 holds NULL, for free(NULL) */
+  ret->n_threads = 1;
+  int r = ret->path ? take_slot(&ps, &(uint32_t){0}) : fail(&ps, "out of memory");
+  if (r == 0)
+    r = parse_lines(&ps, buf, len);
+  region_side_free(ps.ids, ps.ids_cap * sizeof *ps.ids);
+  region_side_free(ps.slot_size, ps.cap_slots * sizeof *ps.slot_size);
+  region_side_free(ps.free_slots, ps.cap_slots * sizeof *ps.free_slots);
+  if (r)
+    trace_free(ret);
+  return r;
+}
+
+static int load_error(const char *path, char *err, size_t errlen, const char *what) {
+  snprintf(err, errlen, "%s: %s", path, what);
+  return -1;
+}
+
+int trace_load(struct trace *ret, const char *path, char *err, size_t errlen) {
+  int fd = open(path, O_RDONLY);
+  if (fd < 0)
+    return load_error(path, err, errlen, strerror(errno));
+  struct stat st;
+  if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+    close(fd);
+    return load_error(path, err, errlen,
+                      S_ISDIR(st.st_mode) ? "is a directory, not a trace" : "not a regular file");
+  }
+  if (st.st_size == 0) {
+    close(fd);
+    return load_error(path, err, errlen, "empty file, not a trace");
+  }
+  void *buf = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+  close(fd);
+  if (buf == MAP_FAILED)
+    return load_error(path, err, errlen, strerror(errno));
+  madvise(buf, (size_t)st.st_size, MADV_SEQUENTIAL);
+  int r = trace_parse(ret, path, buf, (size_t)st.st_size, err, errlen);
+  munmap(buf, (size_t)st.st_size);
+  return r;
+}
+
+/* Modules without memalign get malloc(size + alignment - 16) and the later ops on that
+ * block pass the enlarged size, as the module saw it. The MALLOC's arg keeps the extra. */
+void trace_lower_memalign(struct trace *t) {
+  uint64_t *extra = region_side_alloc(t->n_slots * sizeof *extra);
+  if (!extra)
+    abort(); /* called in a cell's child: the parent reports it as a failed row */
+  for (size_t i = 0; i < t->n_ops; i++) {
+    struct trace_op *o = &t->ops[i];
+    switch (o->kind) {
+    case OP_MEMALIGN:
+      extra[o->slot] = o->arg - 16;
+      o->kind = OP_MALLOC;
+      o->size += extra[o->slot];
+      o->arg = extra[o->slot]; /* so measures still count the size the trace asked for */
+      break;
+    case OP_REALLOC:
+      o->arg += extra[o->slot];
+      extra[o->slot] = 0;
+      break;
+    case OP_FREE:
+      o->size += extra[o->slot];
+      extra[o->slot] = 0;
+      break;
+    case OP_MALLOC:
+    case OP_CALLOC:
+      extra[o->slot] = 0;
+      break;
+    }
+  }
+  region_side_free(extra, t->n_slots * sizeof *extra);
+}
+
+void trace_free(struct trace *t) {
+  free(t->path);
+  region_side_free(t->ops, t->cap * sizeof *t->ops);
+  region_side_free(t->line, t->cap * sizeof *t->line);
+  *t = (struct trace){0};
+}
