@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,9 @@ void cli_usage(void) {
        "  --warmup=N       untimed repetitions first (default 1)\n"
        "  --region=SIZE    bytes of the shared region, K/M/G suffix (default 1G)\n"
        "  --timeout=SEC    kill a cell after SEC seconds (default 600, 0 for none)\n"
+       "  --sample=N       latency pass: time every Nth op alone (default 128, 0: no pass)\n"
+       "  --series=FILE    write live and footprint about 1000 times per cell to FILE\n"
+       "  --pin=CPU        run each cell on that CPU only\n"
        "  --no-fork        run cells in this process (debugging; no crash isolation)\n"
        "  --quiet          no table on standard error\n"
        "  --help           this text");
@@ -153,7 +157,17 @@ static int parse_timeout(const char *v, double *ret, char *err, size_t errlen) {
   return 0;
 }
 
-enum { OPT_CSV = 256, OPT_REPS, OPT_WARMUP, OPT_REGION, OPT_TIMEOUT, OPT_NOFORK };
+enum {
+  OPT_CSV = 256,
+  OPT_REPS,
+  OPT_WARMUP,
+  OPT_REGION,
+  OPT_TIMEOUT,
+  OPT_NOFORK,
+  OPT_SAMPLE,
+  OPT_SERIES,
+  OPT_PIN,
+};
 
 static int apply(struct cli *c, int opt, const char *arg, char *err, size_t errlen) {
   switch (opt) {
@@ -173,6 +187,14 @@ static int apply(struct cli *c, int opt, const char *arg, char *err, size_t errl
   case OPT_NOFORK:
     c->fork = 0;
     return 0;
+  case OPT_SAMPLE:
+    return parse_count("sample", arg, 0, 1 << 20, &c->sample, err, errlen);
+  case OPT_SERIES:
+    c->series = arg;
+    return 0;
+  case OPT_PIN:
+    c->pin = 1;
+    return parse_count("pin", arg, 0, CPU_SETSIZE - 1, &c->pin_cpu, err, errlen);
   case 'c':
     c->check = 1;
     return 0;
@@ -194,12 +216,16 @@ int cli_parse(struct cli *c, int argc, char **argv, char *err, size_t errlen) {
                                        {"region", required_argument, 0, OPT_REGION},
                                        {"timeout", required_argument, 0, OPT_TIMEOUT},
                                        {"no-fork", no_argument, 0, OPT_NOFORK},
+                                       {"sample", required_argument, 0, OPT_SAMPLE},
+                                       {"series", required_argument, 0, OPT_SERIES},
+                                       {"pin", required_argument, 0, OPT_PIN},
                                        {"check", no_argument, 0, 'c'},
                                        {"quiet", no_argument, 0, 'q'},
                                        {"list", no_argument, 0, 'l'},
                                        {"help", no_argument, 0, 'h'},
                                        {0, 0, 0, 0}};
-  *c = (struct cli){.region = 1ull << 30, .reps = 5, .warmup = 1, .fork = 1, .timeout = 600};
+  *c = (struct cli){
+      .region = 1ull << 30, .reps = 5, .warmup = 1, .fork = 1, .timeout = 600, .sample = 128};
   opterr = 0;
   optind = 1;
   int opt;

@@ -23,7 +23,9 @@ struct cli {
   int n_traces;
   const char *csv;
   size_t region;
-  int check, reps, warmup, fork, quiet, list;
+  int check, reps, warmup, fork, quiet, list, pin, pin_cpu;
+  int sample;         /* latency: every sample-th op; 0 for none */
+  const char *series; /* --series FILE, or NULL */
   double timeout;
 };
 

@@ -10,8 +10,11 @@
 static const char header[] =
     "allocator,params,trace,status,ops,mallocs,frees,reallocs,callocs,memaligns,failed,reps,"
     "seconds,seconds_min,seconds_max,spread,ops_per_sec,ns_per_op,peak_live,peak_footprint,"
-    "frag1,frag2,frag3,frag4,utilization,internal_frag,touched,base_rss,peak_rss,counters,"
-    "message\n";
+    "frag1,frag2,frag3,frag4,utilization,internal_frag,touched,base_rss,peak_rss,"
+    "malloc_p50_ns,malloc_p90_ns,malloc_p99_ns,malloc_p999_ns,malloc_max_ns,"
+    "free_p50_ns,free_p90_ns,free_p99_ns,free_p999_ns,free_max_ns,"
+    "realloc_p50_ns,realloc_p90_ns,realloc_p99_ns,realloc_p999_ns,realloc_max_ns,"
+    "latency_overhead,timer_ns,counters,message\n";
 
 int csv_open(struct csv *c, const char *path) {
   *c = (struct csv){0};
@@ -68,6 +71,17 @@ static void counters(FILE *f, const struct alloc_stats *s) {
   field(f, buf);
 }
 
+/* Percentiles per kind (empty when the kind was never sampled), then the latency pass's
+ * extra time over the median timed run: the cost of sampling. */
+static void latency_columns(FILE *f, const struct cell_result *r, const struct metrics *mt) {
+  for (int k = 0; k < LAT_KINDS; k++)
+    for (int i = 0; i < LAT_POINTS; i++)
+      num(f, mt->has_timing && r->lat_count[k], r->lat[k][i], "%.1f");
+  int have = mt->has_timing && r->lat_seconds > 0 && mt->median > 0;
+  num(f, have, have ? r->lat_seconds / mt->median - 1 : 0, "%.4f");
+  num(f, have, r->timer_ns, "%.2f");
+}
+
 int csv_row(struct csv *c, const char *alloc, const char *params, const struct trace *t,
             const struct cell_result *r, const struct metrics *mt, int in_region) {
   FILE *f = c->f;
@@ -98,6 +112,7 @@ int csv_row(struct csv *c, const char *alloc, const char *params, const struct t
   num(f, mem && in_region, (double)r->meas.touched, "%.0f");
   num(f, ok, (double)r->base_rss, "%.0f");
   num(f, ok, (double)r->peak_rss, "%.0f");
+  latency_columns(f, r, mt);
   if (ok)
     counters(f, &r->meas.final_stats);
   else

@@ -71,7 +71,10 @@ static int run_cell(struct run *r, const struct cli_alloc *a, const struct trace
                            .reps = r->c->reps,
                            .warmup = r->c->warmup,
                            .timeout = r->c->timeout,
-                           .fork = r->c->fork};
+                           .fork = r->c->fork,
+                           .sample = (unsigned)r->c->sample,
+                           .pin = r->c->pin,
+                           .pin_cpu = r->c->pin_cpu};
   struct cell_result *res = malloc(sizeof *res);
   if (!res)
     return -1;

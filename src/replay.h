@@ -10,6 +10,7 @@
 
 #include "alloc.h"
 #include "check.h"
+#include "latency.h"
 #include "region.h"
 #include "trace.h"
 
@@ -36,6 +37,11 @@ struct replay_measures {
  * zeroed first. Returns seconds; *ret_failed counts NULL results. */
 double replay_timed(const struct alloc_methods *m, void *st, const struct trace *t, void **ptr,
                     uint64_t *ret_failed);
+
+/* Replays t through m timing every `every`-th op alone into hist (by kind: malloc, calloc
+ * and aligned allocation count as malloc). Returns the pass's seconds. */
+double replay_latency(const struct alloc_methods *m, void *st, const struct trace *t, void **ptr,
+                      unsigned every, const struct lat_clock *clk, struct lat_hist hist[LAT_KINDS]);
 
 /* Replays t through m following live bytes and footprint; with chk, checks every block.
  * With touch_region, ret->touched is the region's resident bytes after op touch_at. Returns 0, or

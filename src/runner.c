@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -105,6 +106,34 @@ static void timed(const struct cell_spec *c, const struct trace *t, void **ptr,
   qsort(r->secs, (size_t)r->reps, sizeof r->secs[0], cmp_double);
 }
 
+/* The sampled latency pass, after the timed repetitions. */
+static void latency(const struct cell_spec *c, const struct trace *t, void **ptr,
+                    struct cell_result *r) {
+  void *st;
+  if (!c->sample || start(c, &st, r))
+    return;
+  struct lat_clock clk;
+  lat_calibrate(&clk);
+  struct lat_hist *hist = region_side_alloc(LAT_KINDS * sizeof *hist);
+  if (!hist)
+    abort();
+  r->timer_ns = clk.resolution_ns;
+  r->lat_seconds = replay_latency(c->m, st, t, ptr, c->sample, &clk, hist);
+  c->m->destroy(st);
+  for (int k = 0; k < LAT_KINDS; k++) {
+    lat_points(&hist[k], &clk, r->lat[k]);
+    r->lat_count[k] = hist[k].count;
+  }
+  region_side_free(hist, LAT_KINDS * sizeof *hist);
+}
+
+static void pin(int cpu) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  sched_setaffinity(0, sizeof set, &set);
+}
+
 static void run_here(const struct cell_spec *c, struct cell_result *r) {
   memset(r, 0, sizeof *r);
   reset_peak_rss();
@@ -120,8 +149,13 @@ static void run_here(const struct cell_spec *c, struct cell_result *r) {
   void **ptr = calloc(t.n_slots, sizeof *ptr);
   if (!ptr)
     abort();
-  if (measure(c, &t, ptr, r) == 0)
+  if (c->pin)
+    pin(c->pin_cpu);
+  if (measure(c, &t, ptr, r) == 0) {
     timed(c, &t, ptr, r);
+    if (r->status == CELL_OK)
+      latency(c, &t, ptr, r);
+  }
   free(ptr);
   if (t.ops != c->t->ops)
     free(t.ops);

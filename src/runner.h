@@ -28,8 +28,10 @@ struct cell_spec {
   const struct region *region;
   int check;
   int reps, warmup;
-  double timeout; /* seconds; 0 for none */
-  int fork;       /* 0 runs in the calling process (debugging) */
+  double timeout;   /* seconds; 0 for none */
+  int fork;         /* 0 runs in the calling process (debugging) */
+  unsigned sample;  /* latency pass: time every sample-th op; 0 for no latency pass */
+  int pin, pin_cpu; /* when pin: run the cell on CPU pin_cpu only */
 };
 
 struct cell_result {
@@ -39,7 +41,11 @@ struct cell_result {
   int reps;
   double secs[RUNNER_MAX_REPS]; /* sorted */
   uint64_t timed_failed;
-  uint64_t base_rss, peak_rss; /* bytes: resident at the cell's start, and its high mark */
+  uint64_t base_rss, peak_rss;       /* bytes: resident at the cell's start, and its high mark */
+  double lat[LAT_KINDS][LAT_POINTS]; /* ns: p50, p90, p99, p99.9, max per kind */
+  uint64_t lat_count[LAT_KINDS];     /* ops sampled per kind */
+  double lat_seconds;                /* the latency pass, sampling included */
+  double timer_ns;                   /* the cycle counter's resolution */
 };
 
 void runner_cell(const struct cell_spec *c, struct cell_result *ret);
