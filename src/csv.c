@@ -137,6 +137,26 @@ int csv_close(struct csv *c) {
   return r ? -1 : 0;
 }
 
+int csv_series_header(FILE *f) {
+  fputs("allocator,params,trace,op,live,footprint\n", f);
+  return fflush(f) == 0 && !ferror(f) ? 0 : -1;
+}
+
+int csv_series_rows(FILE *f, const char *alloc, const char *params, const struct trace *t,
+                    const struct cell_result *r) {
+  if (r->status != CELL_OK)
+    return 0;
+  for (uint32_t i = 0; i < r->meas.n_series; i++) {
+    const struct replay_point *p = &r->meas.series[i];
+    field(f, alloc);
+    field(f, params);
+    field(f, t->path);
+    fprintf(f, "%llu,%llu,%llu\n", (unsigned long long)p->op, (unsigned long long)p->live,
+            (unsigned long long)p->footprint);
+  }
+  return fflush(f) == 0 && !ferror(f) ? 0 : -1;
+}
+
 /* Bytes in a short human unit. */
 static const char *human(double v, char *buf, size_t n) {
   const char *unit[] = {"B", "K", "M", "G", "T"};

@@ -25,6 +25,12 @@ int csv_row(struct csv *c, const char *alloc, const char *params, const struct t
 /* Flushes, closes and renames FILE.partial over FILE. Returns 0 or -1 (errno). */
 int csv_close(struct csv *c);
 
+/* The time series file (--series): allocator,params,trace,op,live,footprint. Rows are
+ * flushed per cell. Returns 0 or -1 (errno). */
+int csv_series_header(FILE *f);
+int csv_series_rows(FILE *f, const char *alloc, const char *params, const struct trace *t,
+                    const struct cell_result *r);
+
 void csv_table_header(FILE *f);
 void csv_table_row(FILE *f, const char *alloc, const char *params, const struct trace *t,
                    const struct cell_result *r, const struct metrics *mt);

@@ -59,6 +59,7 @@ struct run {
   struct trace *ts;
   struct region region;
   struct csv out;
+  FILE *series;
   int cells_done, cells_failed;
 };
 
@@ -87,6 +88,8 @@ static int run_cell(struct run *r, const struct cli_alloc *a, const struct trace
   metrics_compute(t, res, &mt);
   int in_region = !(a->m->flags & ALLOC_OUTSIDE_REGION);
   int w = csv_row(&r->out, a->m->name, a->params, t, res, &mt, in_region);
+  if (r->series && csv_series_rows(r->series, a->m->name, a->params, t, res))
+    w = -1;
   if (!r->c->quiet)
     csv_table_row(stderr, a->m->name, a->params, t, res, &mt);
   if (res->status != CELL_OK) {
@@ -141,12 +144,20 @@ int main(int argc, char **argv) {
     fprintf(stderr, "harness: %s: cannot write: %s\n", c.csv, strerror(errno));
     return EXIT_OUTPUT;
   }
+  if (c.series && (!(r.series = fopen(c.series, "w")) || csv_series_header(r.series))) {
+    fprintf(stderr, "harness: %s: cannot write: %s\n", c.series, strerror(errno));
+    return EXIT_OUTPUT;
+  }
   catch_signals();
   if (!c.quiet)
     csv_table_header(stderr);
   int code = run_all(&r);
   if (csv_close(&r.out) && code == 0) {
     fprintf(stderr, "harness: %s: cannot finish writing: %s\n", c.csv, strerror(errno));
+    code = EXIT_OUTPUT;
+  }
+  if (r.series && fclose(r.series) && code == 0) {
+    fprintf(stderr, "harness: %s: cannot finish writing: %s\n", c.series, strerror(errno));
     code = EXIT_OUTPUT;
   }
   if (code == 0 && too_big)

@@ -132,6 +132,7 @@ struct pass {
   uint64_t live;
   const struct region *touch_region;
   size_t touch_at;
+  size_t series_every;
   struct replay_measures *r;
 };
 
@@ -222,6 +223,8 @@ static void follow(struct pass *ps, size_t i) {
     r->footprint_at_peak_live = fp;
     r->internal_frag = internal_frag(ps);
   }
+  if ((i % ps->series_every == 0 || i + 1 == ps->t->n_ops) && r->n_series < REPLAY_SERIES_MAX)
+    r->series[r->n_series++] = (struct replay_point){i, live, fp};
   if (ps->touch_region && i == ps->touch_at)
     r->touched = region_resident(ps->touch_region, ps->touch_region->size);
 }
@@ -278,6 +281,7 @@ int replay_measured(const struct alloc_methods *m, void *st, const struct trace 
                     .mod = calloc(t->n_slots, sizeof(uint64_t)),
                     .touch_region = touch_region,
                     .touch_at = touch_at,
+                    .series_every = t->n_ops / 1000 + 1,
                     .r = ret};
   if (!ps.req || !ps.mod)
     abort(); /* runs in a cell's child: the parent reports the failed row */

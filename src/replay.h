@@ -14,6 +14,13 @@
 #include "region.h"
 #include "trace.h"
 
+#define REPLAY_SERIES_MAX 1024
+
+/* One point of the footprint-versus-live time series. */
+struct replay_point {
+  uint64_t op, live, footprint;
+};
+
 /* What one measured replay found, per METRICS.md. */
 struct replay_measures {
   uint64_t failed;         /* allocations the module could not satisfy */
@@ -27,6 +34,8 @@ struct replay_measures {
   uint64_t internal_frag; /* sum of usable - requested over live blocks at t* */
   uint64_t touched;       /* resident region bytes at touch_at, if asked */
   struct alloc_stats final_stats;
+  uint32_t n_series; /* about 1000 points, evenly spaced in ops, the last op included */
+  struct replay_point series[REPLAY_SERIES_MAX];
   /* On a checker violation: the op and the problem. */
   int violation;
   size_t bad_op;

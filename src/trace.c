@@ -17,10 +17,18 @@ enum { ID_EMPTY, ID_LIVE, ID_FREED };
 
 /* What the parser remembers of each recorder id. */
 struct id_entry {
-  uint64_t id;
   uint32_t slot;
   uint32_t line; /* where it was last allocated or freed, for messages */
   uint8_t state;
+};
+
+/* Recorders number ids from 0 upwards, so small ids index an array directly (allocation
+ * walks it in order: cache-friendly); others go to a hash table. */
+#define DIRECT_IDS (1u << 24)
+
+struct id_hashed {
+  uint64_t id;
+  struct id_entry e;
 };
 
 /* Parser state: the trace being built, the id table, the free slots. */
@@ -30,7 +38,9 @@ struct parser {
   char *err;
   size_t errlen;
   uint32_t line;
-  struct id_entry *ids;
+  struct id_entry *direct;
+  size_t direct_cap;
+  struct id_hashed *ids;
   size_t ids_cap, ids_used;
   uint64_t *slot_size; /* requested size of the block each live slot holds */
   uint32_t *free_slots;
@@ -67,14 +77,14 @@ static size_t id_hash(uint64_t id, size_t cap) {
 
 static int ids_rehash(struct parser *ps) {
   size_t cap = ps->ids_cap ? ps->ids_cap * 2 : 4096;
-  struct id_entry *n = region_side_alloc(cap * sizeof *n);
+  struct id_hashed *n = region_side_alloc(cap * sizeof *n);
   if (!n)
     return -1;
   for (size_t i = 0; i < ps->ids_cap; i++) {
-    if (ps->ids[i].state == ID_EMPTY)
+    if (ps->ids[i].e.state == ID_EMPTY)
       continue;
     size_t h = id_hash(ps->ids[i].id, cap);
-    while (n[h].state != ID_EMPTY)
+    while (n[h].e.state != ID_EMPTY)
       h = (h + 1) & (cap - 1);
     n[h] = ps->ids[i];
   }
@@ -84,15 +94,33 @@ static int ids_rehash(struct parser *ps) {
   return 0;
 }
 
-/* The entry for id, created empty (state ID_EMPTY) when the id is new. */
-static struct id_entry *id_lookup(struct parser *ps, uint64_t id) {
+static struct id_entry *id_hashed(struct parser *ps, uint64_t id) {
   if (2 * (ps->ids_used + 1) > ps->ids_cap && ids_rehash(ps))
     return NULL;
   size_t h = id_hash(id, ps->ids_cap);
-  while (ps->ids[h].state != ID_EMPTY && ps->ids[h].id != id)
+  while (ps->ids[h].e.state != ID_EMPTY && ps->ids[h].id != id)
     h = (h + 1) & (ps->ids_cap - 1);
-  ps->ids[h].id = id;
-  return &ps->ids[h];
+  if (ps->ids[h].e.state == ID_EMPTY) {
+    ps->ids[h].id = id;
+    ps->ids_used++;
+  }
+  return &ps->ids[h].e;
+}
+
+/* The entry for id, created empty (state ID_EMPTY) when the id is new; NULL when out of
+ * memory. */
+static struct id_entry *id_lookup(struct parser *ps, uint64_t id) {
+  if (id >= DIRECT_IDS)
+    return id_hashed(ps, id);
+  if (id >= ps->direct_cap) {
+    size_t cap = ps->direct_cap;
+    struct id_entry *d = grow(ps->direct, &cap, sizeof *d, id + 1);
+    if (!d)
+      return NULL;
+    ps->direct = d;
+    ps->direct_cap = cap;
+  }
+  return &ps->direct[id];
 }
 
 static int emit(struct parser *ps, uint8_t kind, uint32_t slot, uint64_t size, uint64_t arg,
@@ -154,12 +182,10 @@ static int do_alloc(struct parser *ps, uint64_t id, uint8_t kind, uint64_t size,
   if (e->state == ID_LIVE)
     return fail(ps, "allocation of id %llu, which is still live (allocated at line %u)",
                 (unsigned long long)id, e->line);
-  if (e->state == ID_EMPTY)
-    ps->ids_used++;
   uint32_t slot = 0;
   if (take_slot(ps, &slot))
     return -1;
-  *e = (struct id_entry){.id = id, .slot = slot, .line = ps->line, .state = ID_LIVE};
+  *e = (struct id_entry){.slot = slot, .line = ps->line, .state = ID_LIVE};
   ps->slot_size[slot] = size;
   ps->live += size;
   return emit(ps, kind, slot, size, arg, thread);
@@ -217,10 +243,17 @@ static int op_reset(struct parser *ps, uint16_t thread) {
   if (emit(ps, OP_RESET, 0, 0, 0, thread))
     return -1;
   uint64_t n = 0;
-  for (size_t i = 0; i < ps->ids_cap; i++) {
-    if (ps->ids[i].state != ID_LIVE)
+  for (size_t i = 0; i < ps->direct_cap; i++) {
+    if (ps->direct[i].state != ID_LIVE)
       continue;
-    if (do_free(ps, &ps->ids[i], thread))
+    if (do_free(ps, &ps->direct[i], thread))
+      return -1;
+    n++;
+  }
+  for (size_t i = 0; i < ps->ids_cap; i++) {
+    if (ps->ids[i].e.state != ID_LIVE)
+      continue;
+    if (do_free(ps, &ps->ids[i].e, thread))
       return -1;
     n++;
   }
@@ -245,9 +278,34 @@ static int at_end(struct cursor *c) {
   return c->p == c->end || *c->p == '#';
 }
 
+/* The common case, up to 18 digits after spaces and before a blank or the line's end;
+ * returns 0 to leave anything else to parse_num's careful path. */
+static inline int fast_num(struct cursor *c, uint64_t *ret) {
+  const char *q = c->p, *end = c->end;
+  while (q < end && *q == ' ')
+    q++;
+  const char *s = q;
+  uint64_t v = 0;
+  while (q < end && q - s < 18 && (unsigned)(*q - '0') < 10)
+    v = v * 10 + (unsigned)(*q++ - '0');
+  if (q == s || (q < end && *q != ' ' && *q != '\t' && *q != '\r' && *q != '#'))
+    return 0;
+  c->p = q;
+  *ret = v;
+  return 1;
+}
+
 /* A decimal number; -1 is accepted where allow_minus_one (free(NULL) ids). */
 static int parse_num(struct parser *ps, struct cursor *c, const char *what, int allow_minus_one,
                      int64_t *ret_signed, uint64_t *ret) {
+  uint64_t fast;
+  if (fast_num(c, &fast)) { /* below 10^18: in range for ids too */
+    if (ret_signed)
+      *ret_signed = (int64_t)fast;
+    if (ret)
+      *ret = fast;
+    return 0;
+  }
   skip_blank(c);
   if (c->p == c->end || *c->p == '#')
     return fail(ps, "missing %s", what);
@@ -255,7 +313,10 @@ static int parse_num(struct parser *ps, struct cursor *c, const char *what, int 
   const char *s = c->p + neg;
   uint64_t v = 0;
   const char *q = s;
-  for (; q < c->end && *q >= '0' && *q <= '9'; q++) {
+  /* 19 digits cannot overflow; only a 20th needs the careful check. */
+  for (; q < c->end && q - s < 19 && (unsigned)(*q - '0') < 10; q++)
+    v = v * 10 + (unsigned)(*q - '0');
+  for (; q < c->end && (unsigned)(*q - '0') < 10; q++) {
     unsigned d = (unsigned)(*q - '0');
     if (v > (UINT64_MAX - d) / 10)
       return fail(ps, "%s '%.*s' is too large", what, (int)(c->end - c->p), c->p);
@@ -492,6 +553,7 @@ int trace_parse(struct trace *ret, const char *name, const char *buf, size_t len
   if (r == 0)
     r = parse_lines(&ps, buf, len);
   region_side_free(ps.ids, ps.ids_cap * sizeof *ps.ids);
+  region_side_free(ps.direct, ps.direct_cap * sizeof *ps.direct);
   region_side_free(ps.slot_size, ps.cap_slots * sizeof *ps.slot_size);
   region_side_free(ps.free_slots, ps.cap_slots * sizeof *ps.free_slots);
   if (r)
