@@ -23,7 +23,7 @@ void cli_usage(void) {
        "  --warmup=N       untimed repetitions first (default 1)\n"
        "  --region=SIZE    bytes of the shared region, K/M/G suffix (default 1G)\n"
        "  --timeout=SEC    kill a cell after SEC seconds (default 600, 0 for none)\n"
-       "  --sample=N       latency pass: time every Nth op alone (default 128, 0: no pass)\n"
+       "  --sample=N       latency pass: time every Nth op alone (default 256, 0: no pass)\n"
        "  --series=FILE    write live and footprint about 1000 times per cell to FILE\n"
        "  --pin=CPU        run each cell on that CPU only\n"
        "  --no-fork        run cells in this process (debugging; no crash isolation)\n"
@@ -225,7 +225,7 @@ int cli_parse(struct cli *c, int argc, char **argv, char *err, size_t errlen) {
                                        {"help", no_argument, 0, 'h'},
                                        {0, 0, 0, 0}};
   *c = (struct cli){
-      .region = 1ull << 30, .reps = 5, .warmup = 1, .fork = 1, .timeout = 600, .sample = 128};
+      .region = 1ull << 30, .reps = 5, .warmup = 1, .fork = 1, .timeout = 600, .sample = 256};
   opterr = 0;
   optind = 1;
   int opt;
