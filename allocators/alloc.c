@@ -1,6 +1,7 @@
 /* Registry look-up and the parameter helpers every module's init uses. */
 #include "alloc.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -121,4 +122,21 @@ int alloc_arg_choice(const struct alloc_args *args, const char *key, const char 
   for (int i = 0; choices[i] && n > 0 && (size_t)n < errlen; i++)
     n += snprintf(err + n, errlen - (size_t)n, " %s", choices[i]);
   return -1;
+}
+
+int alloc_load_library(const char *lib, const char *const *names, void **fns, char *err,
+                       size_t errlen) {
+  void *h = dlopen(lib, RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
+  if (!h) {
+    snprintf(err, errlen, "cannot load %s: %s", lib, dlerror());
+    return -1;
+  }
+  for (int i = 0; names[i]; i++) {
+    fns[i] = dlsym(h, names[i]);
+    if (!fns[i]) {
+      snprintf(err, errlen, "%s has no %s", lib, names[i]);
+      return -1;
+    }
+  }
+  return 0;
 }

@@ -116,6 +116,13 @@ int alloc_arg_size(const struct alloc_args *args, const char *key, size_t *ret, 
 int alloc_arg_choice(const struct alloc_args *args, const char *key, const char *const *choices,
                      int *ret, char *err, size_t errlen);
 
+/* For reference modules: loads a shared library once per process with dlopen
+ * (RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND, so its malloc does not replace the C library's)
+ * and resolves names[i] into fns[i] (names is NULL-terminated). Returns 0, or -1 with
+ * the loader's message in err. */
+int alloc_load_library(const char *lib, const char *const *names, void **fns, char *err,
+                       size_t errlen);
+
 /* Small helpers every module needs. */
 static inline size_t alloc_align_up(size_t n, size_t a) {
   return (n + a - 1) & ~(a - 1);

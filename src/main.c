@@ -122,6 +122,7 @@ static int run_all(struct run *r) {
 int main(int argc, char **argv) {
   static struct cli c;
   char err[512];
+  runner_prepare_process(argv);
   if (cli_parse(&c, argc, argv, err, sizeof err)) {
     fprintf(stderr, "harness: %s\n", err);
     return EXIT_USAGE;

@@ -302,3 +302,40 @@ int replay_measured(const struct alloc_methods *m, void *st, const struct trace 
   }
   return 0;
 }
+
+int replay_leftovers(const struct trace *t, struct replay_leftovers *ret) {
+  *ret = (struct replay_leftovers){0};
+  uint64_t *size = region_side_alloc(t->n_slots * sizeof *size);
+  uint8_t *live = region_side_alloc(t->n_slots);
+  if (!size || !live)
+    return -1;
+  for (size_t i = 0; i < t->n_ops; i++) {
+    const struct trace_op *o = &t->ops[i];
+    live[o->slot] = o->kind != OP_FREE && o->kind != OP_RESET && o->slot;
+    if (live[o->slot])
+      size[o->slot] = o->size;
+  }
+  ret->cap = t->n_slots;
+  ret->slot = region_side_alloc(t->n_slots * sizeof *ret->slot);
+  ret->size = region_side_alloc(t->n_slots * sizeof *ret->size);
+  for (uint32_t s = 0; ret->slot && ret->size && s < t->n_slots; s++) {
+    if (!live[s])
+      continue;
+    ret->slot[ret->n] = s;
+    ret->size[ret->n++] = size[s];
+  }
+  region_side_free(size, t->n_slots * sizeof *size);
+  region_side_free(live, t->n_slots);
+  return ret->slot && ret->size ? 0 : -1;
+}
+
+void replay_free_leftovers(const struct alloc_methods *m, void *st, void **ptr,
+                           const struct replay_leftovers *lo) {
+  for (size_t i = 0; i < lo->n; i++)
+    m->free(st, ptr[lo->slot[i]], lo->size[i]);
+}
+
+void replay_leftovers_fini(struct replay_leftovers *lo) {
+  region_side_free(lo->slot, lo->cap * sizeof *lo->slot);
+  region_side_free(lo->size, lo->cap * sizeof *lo->size);
+}

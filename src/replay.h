@@ -47,6 +47,23 @@ struct replay_measures {
 double replay_timed(const struct alloc_methods *m, void *st, const struct trace *t, void **ptr,
                     uint64_t *ret_failed);
 
+/* The blocks a trace leaves live at its end, with the size the module was asked for. */
+struct replay_leftovers {
+  size_t n, cap;
+  uint32_t *slot;
+  uint64_t *size;
+};
+
+/* Finds them (the lists are mapped on the side); returns 0, or -1 when out of memory. */
+int replay_leftovers(const struct trace *t, struct replay_leftovers *ret);
+
+/* Frees them after a replay: a module outside the region keeps its memory from one
+ * repetition to the next, so what the trace left live must go back. */
+void replay_free_leftovers(const struct alloc_methods *m, void *st, void **ptr,
+                           const struct replay_leftovers *lo);
+
+void replay_leftovers_fini(struct replay_leftovers *lo);
+
 /* Replays t through m timing every `every`-th op alone into hist (by kind: malloc, calloc
  * and aligned allocation count as malloc). Returns the pass's seconds. */
 double replay_latency(const struct alloc_methods *m, void *st, const struct trace *t, void **ptr,

@@ -57,8 +57,17 @@ static int cmp_double(const void *a, const void *b) {
 
 /* The measured pass (checked if asked), then for region modules a second one that reads
  * resident pages at the moment of peak footprint, from a clean region. */
+/* Ends a replay's instance; a module outside the region first gets back the blocks the
+ * trace left live (lo is NULL for modules in the region: destroy forgets them all). */
+static void finish(const struct cell_spec *c, void *st, void **ptr,
+                   const struct replay_leftovers *lo) {
+  if (lo)
+    replay_free_leftovers(c->m, st, ptr, lo);
+  c->m->destroy(st);
+}
+
 static int measure(const struct cell_spec *c, const struct trace *t, void **ptr,
-                   struct cell_result *r) {
+                   const struct replay_leftovers *lo, struct cell_result *r) {
   void *st;
   if (start(c, &st, r))
     return -1;
@@ -70,7 +79,10 @@ static int measure(const struct cell_spec *c, const struct trace *t, void **ptr,
   int bad = replay_measured(c->m, st, t, ptr, checking ? &chk : NULL, NULL, 0, &r->meas);
   if (checking)
     check_fini(&chk);
-  c->m->destroy(st);
+  if (bad)
+    c->m->destroy(st); /* the blocks' state is unknown after a violation */
+  else
+    finish(c, st, ptr, lo);
   if (bad) {
     r->status = CELL_CHECK_FAILED;
     snprintf(r->msg, sizeof r->msg, "%s: %s:%u: %s", c->m->name, t->path, t->line[r->meas.bad_op],
@@ -90,14 +102,14 @@ static int measure(const struct cell_spec *c, const struct trace *t, void **ptr,
 }
 
 static void timed(const struct cell_spec *c, const struct trace *t, void **ptr,
-                  struct cell_result *r) {
+                  const struct replay_leftovers *lo, struct cell_result *r) {
   for (int i = 0; i < c->warmup + c->reps; i++) {
     void *st;
     if (start(c, &st, r))
       return;
     uint64_t failed;
     double s = replay_timed(c->m, st, t, ptr, &failed);
-    c->m->destroy(st);
+    finish(c, st, ptr, lo);
     if (i >= c->warmup) {
       r->secs[r->reps++] = s;
       r->timed_failed = failed;
@@ -108,7 +120,7 @@ static void timed(const struct cell_spec *c, const struct trace *t, void **ptr,
 
 /* The sampled latency pass, after the timed repetitions. */
 static void latency(const struct cell_spec *c, const struct trace *t, void **ptr,
-                    struct cell_result *r) {
+                    const struct replay_leftovers *lo, struct cell_result *r) {
   void *st;
   if (!c->sample || start(c, &st, r))
     return;
@@ -119,7 +131,7 @@ static void latency(const struct cell_spec *c, const struct trace *t, void **ptr
     abort();
   r->timer_ns = clk.resolution_ns;
   r->lat_seconds = replay_latency(c->m, st, t, ptr, c->sample, &clk, hist);
-  c->m->destroy(st);
+  finish(c, st, ptr, lo);
   for (int k = 0; k < LAT_KINDS; k++) {
     lat_points(&hist[k], &clk, r->lat[k]);
     r->lat_count[k] = hist[k].count;
@@ -151,11 +163,17 @@ static void run_here(const struct cell_spec *c, struct cell_result *r) {
     abort();
   if (c->pin)
     pin(c->pin_cpu);
-  if (measure(c, &t, ptr, r) == 0) {
-    timed(c, &t, ptr, r);
+  struct replay_leftovers lo = {0};
+  int outside = (c->m->flags & ALLOC_OUTSIDE_REGION) != 0;
+  if (outside && replay_leftovers(&t, &lo))
+    abort();
+  const struct replay_leftovers *lop = outside ? &lo : NULL;
+  if (measure(c, &t, ptr, lop, r) == 0) {
+    timed(c, &t, ptr, lop, r);
     if (r->status == CELL_OK)
-      latency(c, &t, ptr, r);
+      latency(c, &t, ptr, lop, r);
   }
+  replay_leftovers_fini(&lo);
   free(ptr);
   if (t.ops != c->t->ops)
     free(t.ops);
@@ -249,4 +267,17 @@ void runner_cell(const struct cell_spec *c, struct cell_result *ret) {
       snprintf(ret->msg, sizeof ret->msg, "%s: %s: the cell exited with status %d", c->m->name,
                c->t->path, WEXITSTATUS(status));
   }
+}
+
+void runner_prepare_process(char **argv) {
+  static const char tunable[] = "glibc.rtld.optional_static_tls";
+  if (!alloc_find("jemalloc"))
+    return;
+  const char *t = getenv("GLIBC_TUNABLES");
+  if (t && strstr(t, tunable))
+    return;
+  char buf[2048];
+  snprintf(buf, sizeof buf, "%s%s%s=4194304", t ? t : "", t ? ":" : "", tunable);
+  setenv("GLIBC_TUNABLES", buf, 1);
+  execv("/proc/self/exe", argv);
 }

@@ -50,6 +50,12 @@ struct cell_result {
 
 void runner_cell(const struct cell_spec *c, struct cell_result *ret);
 
+/* Process set-up some modules need before anything else runs: jemalloc's module dlopens a
+ * library that uses initial-exec TLS, for which glibc reserves room only at start-up, so
+ * the process re-executes itself once with GLIBC_TUNABLES set. Returns only if no
+ * re-execution was needed or it failed (jemalloc cells then fail to init, saying why). */
+void runner_prepare_process(char **argv);
+
 const char *runner_status_name(enum cell_status s);
 
 #endif

@@ -12,6 +12,7 @@
 #include "check.h"
 #include "gen.h"
 #include "replay.h"
+#include "runner.h"
 #include "testutil.h"
 #include "trace.h"
 
@@ -131,6 +132,7 @@ static void one_module(const struct alloc_methods *m, const char *variant) {
 
 int main(int argc, char **argv) {
   char err[256];
+  runner_prepare_process(argv);
   if (region_map(&region, REGION, err, sizeof err)) {
     fprintf(stderr, "%s\n", err);
     return 1;
