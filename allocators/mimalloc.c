@@ -63,9 +63,22 @@ static void *mi_realloc_hook(void *st, void *p, size_t old_size, size_t new_size
   return mi.realloc(p, new_size);
 }
 
+/* mimalloc 2.0.9 returns blocks that are not aligned when the size is a multiple of the
+ * alignment and falls in a small size class (mi_malloc_aligned(1024, 512) gives a block at
+ * an offset of 0x180 in its page): this harness's checker found it. Such a block is given
+ * back and asked for again with 16 more bytes, which takes mimalloc's general path; the
+ * counter `misaligned_retries` says how often. */
+static uint64_t mi_misaligned;
+
 static void *mi_memalign_hook(void *st, size_t alignment, size_t size) {
   (void)st;
-  return mi.aligned(size, alignment);
+  void *p = mi.aligned(size, alignment);
+  if (p && ((uintptr_t)p & (alignment - 1))) {
+    mi_misaligned++;
+    mi.free(p);
+    p = mi.aligned(size + 16, alignment);
+  }
+  return p;
 }
 
 static void *mi_calloc_hook(void *st, size_t size) {
@@ -83,7 +96,8 @@ static void mi_stats_hook(void *st, struct alloc_stats *ret) {
   (void)st;
   size_t elapsed, user, sys, rss, peak_rss, commit, peak_commit, faults;
   mi.info(&elapsed, &user, &sys, &rss, &peak_rss, &commit, &peak_commit, &faults);
-  *ret = (struct alloc_stats){.footprint = commit};
+  *ret = (struct alloc_stats){
+      .footprint = commit, .n_counters = 1, .counter = {{"misaligned_retries", mi_misaligned}}};
 }
 
 static void mi_destroy(void *st) {

@@ -62,12 +62,11 @@ static int shadow_mark(struct check *c, const void *p, size_t size, int on) {
     if (n > last - g + 1)
       n = last - g + 1;
     uint64_t mask = (n == 64 ? ~0ull : ((1ull << n) - 1)) << b;
-    if (on) {
-      clash |= (c->shadow[w] & mask) != 0;
-      c->shadow[w] |= mask;
-    } else {
-      c->shadow[w] &= ~mask;
-    }
+    /* Atomic: threads of a multi-threaded replay share the shadow's words. */
+    if (on)
+      clash |= (__atomic_fetch_or(&c->shadow[w], mask, __ATOMIC_RELAXED) & mask) != 0;
+    else
+      __atomic_fetch_and(&c->shadow[w], ~mask, __ATOMIC_RELAXED);
     g += n;
   }
   return clash;

@@ -4,6 +4,8 @@
  * least the size requested, overlap no live block (a shadow bitmap of the region, one bit per
  * 16 bytes) and keep its contents (a pattern derived from the block, written at allocation
  * and verified at free and realloc). calloc blocks must come zeroed.
+ * Threads of a multi-threaded replay each use a copy of one struct check (their own msg;
+ * the shadow and the seeds are shared, the shadow updated atomically).
  */
 #ifndef CHECK_H
 #define CHECK_H

@@ -8,7 +8,8 @@
 #include <unistd.h>
 
 static const char header[] =
-    "allocator,params,trace,status,ops,mallocs,frees,reallocs,callocs,memaligns,failed,reps,"
+    "allocator,params,trace,status,ops,mallocs,frees,reallocs,callocs,memaligns,failed,threads,"
+    "reps,"
     "seconds,seconds_min,seconds_max,spread,ops_per_sec,ns_per_op,peak_live,peak_footprint,"
     "frag1,frag2,frag3,frag4,utilization,internal_frag,touched,base_rss,peak_rss,"
     "malloc_p50_ns,malloc_p90_ns,malloc_p99_ns,malloc_p999_ns,malloc_max_ns,"
@@ -94,6 +95,7 @@ int csv_row(struct csv *c, const char *alloc, const char *params, const struct t
           (unsigned long long)t->n_free, (unsigned long long)t->n_realloc,
           (unsigned long long)t->n_calloc, (unsigned long long)t->n_memalign);
   num(f, ok, (double)r->meas.failed, "%.0f");
+  num(f, tm, r->threads, "%.0f");
   num(f, tm, r->reps, "%.0f");
   num(f, tm, mt->median, "%.9f");
   num(f, tm, mt->min, "%.9f");

@@ -75,6 +75,11 @@ static inline __attribute__((always_inline)) uint64_t run_op(const struct alloc_
   return run_rare(m, st, op, ptr, failed);
 }
 
+uint64_t replay_op(const struct alloc_methods *m, void *st, const struct trace_op *op, void **ptr,
+                   uint64_t *failed) {
+  return run_op(m, st, op, ptr, failed);
+}
+
 /* The hot loop: nothing but the op's call into the module. */
 double replay_timed(const struct alloc_methods *m, void *st, const struct trace *t, void **ptr,
                     uint64_t *ret_failed) {
@@ -119,24 +124,7 @@ double replay_latency(const struct alloc_methods *m, void *st, const struct trac
   return now() - start;
 }
 
-/* One measured pass: the module, the trace, and what the pass follows per slot: the size
- * the trace asked for (live bytes) and the size the module was asked for (they differ after
- * trace_lower_memalign). */
-struct pass {
-  const struct alloc_methods *m;
-  void *st;
-  const struct trace *t;
-  void **ptr;
-  struct check *chk;
-  uint64_t *req, *mod;
-  uint64_t live;
-  const struct region *touch_region;
-  size_t touch_at;
-  size_t series_every;
-  struct replay_measures *r;
-};
-
-static int new_block(struct pass *ps, const struct trace_op *o) {
+static int new_block(struct replay_pass *ps, const struct trace_op *o) {
   void *p;
   if (o->kind == OP_CALLOC)
     p = zeroed(ps->m, ps->st, o->size);
@@ -159,7 +147,7 @@ static int new_block(struct pass *ps, const struct trace_op *o) {
   return check_new(ps->chk, o->slot, p, o->size, align, o->kind == OP_CALLOC, (uintptr_t)o);
 }
 
-static int free_block(struct pass *ps, const struct trace_op *o, int call) {
+static int free_block(struct replay_pass *ps, const struct trace_op *o, int call) {
   void *p = ps->ptr[o->slot];
   if (p && ps->chk && check_release(ps->chk, o->slot, p, o->size))
     return -1;
@@ -172,7 +160,7 @@ static int free_block(struct pass *ps, const struct trace_op *o, int call) {
   return 0;
 }
 
-static int realloc_block(struct pass *ps, const struct trace_op *o) {
+static int realloc_block(struct replay_pass *ps, const struct trace_op *o) {
   void *old = ps->ptr[o->slot];
   ps->live = ps->live - ps->req[o->slot] + o->size;
   ps->req[o->slot] = o->size;
@@ -195,7 +183,20 @@ static int realloc_block(struct pass *ps, const struct trace_op *o) {
   return ps->chk ? check_moved(ps->chk, o->slot, p, o->arg, o->size) : 0;
 }
 
-static uint64_t internal_frag(const struct pass *ps) {
+int replay_pass_op(struct replay_pass *ps, const struct trace_op *o) {
+  switch (o->kind) {
+  case OP_FREE:
+    return free_block(ps, o, 1);
+  case OP_REALLOC:
+    return realloc_block(ps, o);
+  case OP_RESET:
+    return 0; /* threads replay the frees that follow it one by one */
+  default:
+    return new_block(ps, o);
+  }
+}
+
+static uint64_t internal_frag(const struct replay_pass *ps) {
   uint64_t sum = 0;
   for (uint32_t s = 1; s < ps->t->n_slots; s++)
     if (ps->ptr[s])
@@ -204,7 +205,7 @@ static uint64_t internal_frag(const struct pass *ps) {
 }
 
 /* After op i: footprint, the peaks and the moments METRICS.md names. */
-static void follow(struct pass *ps, size_t i) {
+static void follow(struct replay_pass *ps, size_t i) {
   struct replay_measures *r = ps->r;
   ps->m->stats(ps->st, &r->final_stats);
   uint64_t fp = r->final_stats.footprint, live = ps->live;
@@ -231,7 +232,7 @@ static void follow(struct pass *ps, size_t i) {
 
 /* A reset with the module's hook: the frees that follow are checked and followed, but the
  * module sees one reset call. Returns the number of ops consumed after o. */
-static int reset_all(struct pass *ps, const struct trace_op *o, size_t i, size_t *ret_skip) {
+static int reset_all(struct replay_pass *ps, const struct trace_op *o, size_t i, size_t *ret_skip) {
   for (uint64_t k = 1; k <= o->arg; k++)
     if (free_block(ps, o + k, 0))
       return -1;
@@ -242,7 +243,7 @@ static int reset_all(struct pass *ps, const struct trace_op *o, size_t i, size_t
   return 0;
 }
 
-static int measured_op(struct pass *ps, size_t i, size_t *ret_skip) {
+static int measured_op(struct replay_pass *ps, size_t i, size_t *ret_skip) {
   const struct trace_op *o = &ps->t->ops[i];
   *ret_skip = 0;
   int bad;
@@ -272,17 +273,17 @@ int replay_measured(const struct alloc_methods *m, void *st, const struct trace 
                     struct replay_measures *ret) {
   *ret = (struct replay_measures){0};
   memset(ptr, 0, t->n_slots * sizeof *ptr);
-  struct pass ps = {.m = m,
-                    .st = st,
-                    .t = t,
-                    .ptr = ptr,
-                    .chk = chk,
-                    .req = calloc(t->n_slots, sizeof(uint64_t)),
-                    .mod = calloc(t->n_slots, sizeof(uint64_t)),
-                    .touch_region = touch_region,
-                    .touch_at = touch_at,
-                    .series_every = t->n_ops / 1000 + 1,
-                    .r = ret};
+  struct replay_pass ps = {.m = m,
+                           .st = st,
+                           .t = t,
+                           .ptr = ptr,
+                           .chk = chk,
+                           .req = calloc(t->n_slots, sizeof(uint64_t)),
+                           .mod = calloc(t->n_slots, sizeof(uint64_t)),
+                           .touch_region = touch_region,
+                           .touch_at = touch_at,
+                           .series_every = t->n_ops / 1000 + 1,
+                           .r = ret};
   if (!ps.req || !ps.mod)
     abort(); /* runs in a cell's child: the parent reports the failed row */
   int bad = 0;

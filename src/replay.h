@@ -42,6 +42,32 @@ struct replay_measures {
   char msg[256];
 };
 
+/* The state of a measured pass: the module, the trace, and what it follows per slot: the
+ * size the trace asked for (live bytes) and the size the module was asked for (they differ
+ * after trace_lower_memalign). Threads of a checked multi-threaded replay each use a copy
+ * sharing the per-slot arrays (ops on one slot never run at once). */
+struct replay_pass {
+  const struct alloc_methods *m;
+  void *st;
+  const struct trace *t;
+  void **ptr;
+  struct check *chk;
+  uint64_t *req, *mod;
+  uint64_t live;
+  const struct region *touch_region;
+  size_t touch_at;
+  size_t series_every;
+  struct replay_measures *r;
+};
+
+/* One op of a checked replay without the per-op measures (a RESET is skipped: its frees
+ * follow). Returns 0, or -1 with the problem in ps->chk->msg. */
+int replay_pass_op(struct replay_pass *ps, const struct trace_op *o);
+
+/* One op as the timed loop runs it; returns how many ops after it were consumed too. */
+uint64_t replay_op(const struct alloc_methods *m, void *st, const struct trace_op *op, void **ptr,
+                   uint64_t *failed);
+
 /* Replays t through m (instance st), timed as a whole. ptr has t->n_slots entries and is
  * zeroed first. Returns seconds; *ret_failed counts NULL results. */
 double replay_timed(const struct alloc_methods *m, void *st, const struct trace *t, void **ptr,

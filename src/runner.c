@@ -1,6 +1,8 @@
 /* Running a cell: the passes in a child process, and the parent's view of the child. */
 #include "runner.h"
 
+#include "threads.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -101,14 +103,49 @@ static int measure(const struct cell_spec *c, const struct trace *t, void **ptr,
   return 0;
 }
 
+/* Trace threads replay on real threads when the module is thread-safe. */
+static int threaded(const struct cell_spec *c, const struct trace *t) {
+  return t->n_threads > 1 && (c->m->flags & ALLOC_THREAD_SAFE);
+}
+
+/* With --check, a threaded replay runs once more under the checker, on threads. */
+static int check_threaded(const struct cell_spec *c, const struct trace *t, void **ptr,
+                          const struct mt_plan *plan, const struct replay_leftovers *lo,
+                          struct cell_result *r) {
+  void *st;
+  if (start(c, &st, r))
+    return -1;
+  struct check chk;
+  int inside = !(c->m->flags & ALLOC_OUTSIDE_REGION);
+  if (check_init(&chk, c->m, st, inside ? c->region->base : NULL, c->region->size, plan->n_slots))
+    abort();
+  char msg[256];
+  size_t bad_op = 0;
+  int bad = mt_replay_checked(c->m, st, t, plan, ptr, &chk, msg, sizeof msg, &bad_op);
+  check_fini(&chk);
+  if (bad) {
+    c->m->destroy(st);
+    r->status = CELL_CHECK_FAILED;
+    snprintf(r->msg, sizeof r->msg, "%s: %s:%u: %s", c->m->name, t->path, t->line[bad_op], msg);
+    return -1;
+  }
+  finish(c, st, ptr, lo);
+  if (inside)
+    region_reset(c->region);
+  return 0;
+}
+
 static void timed(const struct cell_spec *c, const struct trace *t, void **ptr,
-                  const struct replay_leftovers *lo, struct cell_result *r) {
+                  const struct mt_plan *plan, const struct replay_leftovers *lo,
+                  struct cell_result *r) {
+  r->threads = plan ? plan->n_threads : 1;
   for (int i = 0; i < c->warmup + c->reps; i++) {
     void *st;
     if (start(c, &st, r))
       return;
     uint64_t failed;
-    double s = replay_timed(c->m, st, t, ptr, &failed);
+    double s =
+        plan ? mt_replay(c->m, st, plan, ptr, &failed) : replay_timed(c->m, st, t, ptr, &failed);
     finish(c, st, ptr, lo);
     if (i >= c->warmup) {
       r->secs[r->reps++] = s;
@@ -146,37 +183,59 @@ static void pin(int cpu) {
   sched_setaffinity(0, sizeof set, &set);
 }
 
+/* A copy of the trace's ops with memalign lowered, for modules without it. */
+static void lower(const struct cell_spec *c, struct trace *t) {
+  *t = *c->t;
+  if (c->m->memalign || !t->n_ops)
+    return;
+  t->ops = region_side_alloc(t->n_ops * sizeof *t->ops);
+  if (!t->ops)
+    abort(); /* in the cell's child: the parent reports a crashed row */
+  memcpy(t->ops, c->t->ops, t->n_ops * sizeof *t->ops);
+  trace_lower_memalign(t);
+}
+
+static void passes(const struct cell_spec *c, const struct trace *t, void **ptr,
+                   const struct mt_plan *plan, struct cell_result *r) {
+  struct replay_leftovers lo = {0}, mt_lo = {0};
+  int outside = (c->m->flags & ALLOC_OUTSIDE_REGION) != 0;
+  if (outside && (replay_leftovers(t, &lo) || (plan && mt_plan_leftovers(plan, &mt_lo))))
+    abort();
+  const struct replay_leftovers *lop = outside ? &lo : NULL;
+  const struct replay_leftovers *mt_lop = outside ? &mt_lo : NULL;
+  int ok = measure(c, t, ptr, lop, r) == 0;
+  if (ok && plan && c->check && !(c->m->flags & ALLOC_UNCHECKED))
+    ok = check_threaded(c, t, ptr, plan, mt_lop, r) == 0;
+  if (ok) {
+    timed(c, t, ptr, plan, plan ? mt_lop : lop, r);
+    if (r->status == CELL_OK)
+      latency(c, t, ptr, lop, r);
+  }
+  replay_leftovers_fini(&lo);
+  replay_leftovers_fini(&mt_lo);
+}
+
 static void run_here(const struct cell_spec *c, struct cell_result *r) {
   memset(r, 0, sizeof *r);
   reset_peak_rss();
   r->base_rss = proc_status_kb("VmRSS");
-  struct trace t = *c->t; /* a private copy when memalign must be lowered */
-  if (!c->m->memalign && t.n_ops) {
-    t.ops = malloc(t.n_ops * sizeof *t.ops);
-    if (!t.ops)
-      abort();
-    memcpy(t.ops, c->t->ops, t.n_ops * sizeof *t.ops);
-    trace_lower_memalign(&t);
-  }
-  void **ptr = calloc(t.n_slots, sizeof *ptr);
-  if (!ptr)
-    abort();
   if (c->pin)
     pin(c->pin_cpu);
-  struct replay_leftovers lo = {0};
-  int outside = (c->m->flags & ALLOC_OUTSIDE_REGION) != 0;
-  if (outside && replay_leftovers(&t, &lo))
+  struct trace t;
+  lower(c, &t);
+  struct mt_plan plan = {0};
+  int mt = threaded(c, &t);
+  if (mt && mt_plan_make(&t, &plan))
     abort();
-  const struct replay_leftovers *lop = outside ? &lo : NULL;
-  if (measure(c, &t, ptr, lop, r) == 0) {
-    timed(c, &t, ptr, lop, r);
-    if (r->status == CELL_OK)
-      latency(c, &t, ptr, lop, r);
-  }
-  replay_leftovers_fini(&lo);
-  free(ptr);
+  size_t n_ptr = mt && plan.n_slots > t.n_slots ? plan.n_slots : t.n_slots;
+  void **ptr = region_side_alloc(n_ptr * sizeof *ptr);
+  if (!ptr)
+    abort();
+  passes(c, &t, ptr, mt ? &plan : NULL, r);
+  region_side_free(ptr, n_ptr * sizeof *ptr);
+  mt_plan_free(&plan);
   if (t.ops != c->t->ops)
-    free(t.ops);
+    region_side_free(t.ops, t.n_ops * sizeof *t.ops);
   r->peak_rss = proc_status_kb("VmHWM");
 }
 

@@ -46,6 +46,7 @@ struct cell_result {
   uint64_t lat_count[LAT_KINDS];     /* ops sampled per kind */
   double lat_seconds;                /* the latency pass, sampling included */
   double timer_ns;                   /* the cycle counter's resolution */
+  uint32_t threads;                  /* threads of the timed replay */
 };
 
 void runner_cell(const struct cell_spec *c, struct cell_result *ret);

@@ -14,6 +14,8 @@ struct gen_opts {
   enum gen_order order;
   size_t max_size; /* largest request */
   int resets;      /* emit an 'x' now and then */
+  int threads;     /* > 1: tag ops; a block's ops stay on its thread but for cross_pct% */
+  int cross_pct;
 };
 
 /* Returns a malloc'd "alloctrace 1" text; *ret_len is its length. */
