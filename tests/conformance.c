@@ -16,7 +16,7 @@
 #include "testutil.h"
 #include "trace.h"
 
-#define REGION (256u << 20)
+#define REGION (1u << 30)
 
 static struct region region;
 
