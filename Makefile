@@ -5,9 +5,9 @@ MESON_OPTS ?=
 ifeq ($(WERROR),1)
 MESON_OPTS += -Dwerror=true
 endif
-TRACES ?= $(wildcard traces/*.trace traces/*.rep)
+CONFIG ?= experiments/default.yaml
 
-.PHONY: all deps build run test bench plots baseline gate format format-check clean
+.PHONY: all deps build run test bench plots baseline gate format format-check clean sanitize fuzz
 
 all: build
 
@@ -23,13 +23,36 @@ build: $(BUILD)/build.ninja
 
 run: deps build
 	@mkdir -p results
-	./harness --alloc=all --csv results/latest.csv $(TRACES)
+	./harness --config $(CONFIG)
 
 test: deps build
 	meson test -C $(BUILD) --print-errorlogs
 
+# The whole suite with ASan and UBSan (UB aborts: halt_on_error), in its own build.
+sanitize: deps
+	test -f build-asan/build.ninja || \
+	  meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false
+	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 meson test -C build-asan --print-errorlogs
+
+# Each libFuzzer target for FUZZ_SECONDS (default 60) in build-fuzz (clang).
+fuzz: deps
+	scripts/fuzz
+
 bench: deps build
 	scripts/bench-overhead
+
+# Figures of the newest results/*.csv, or of CSV=FILE, under results/plots/ (scripts/plots).
+plots: deps
+	scripts/plots $(CSV)
+
+# The regression gate (scripts/gate): `make baseline` rewrites results/baseline.csv and
+# results/baseline-instructions.csv on purpose; `make gate` runs again and compares
+# (GATE_FLAGS=--no-timing on a busy machine).
+baseline: deps build
+	scripts/gate --baseline
+
+gate: deps build
+	scripts/gate $(GATE_FLAGS)
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

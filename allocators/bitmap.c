@@ -273,10 +273,15 @@ static struct sum group_sum(const struct bitmap *b, size_t g) {
   return (struct sum){pre, run, max};
 }
 
-/* Size class of a free run for best fit: lengths 1 to 16 each have their own class, then
- * one class per power of two (17-32, 33-64, ...). */
+/* Size class of a free run for best fit: lengths 1 to 8 each have their own class, then
+ * two classes per power of two (9-12, 13-16, 17-24, 25-32, ...; 62 classes up to 2^30). */
+#define EXACT_CLASSES 8
+
 static unsigned run_class(size_t len) {
-  return len <= 16 ? (unsigned)len - 1 : 12 + (WORD_BITS - 1 - clz(len - 1));
+  if (len <= EXACT_CLASSES)
+    return (unsigned)len - 1;
+  unsigned j = WORD_BITS - 1 - clz(len - 1); /* len - 1 in [2^j, 2^(j+1)), j >= 3 */
+  return EXACT_CLASSES + 2 * (j - 3) + (unsigned)((len - 1) >> (j - 1) & 1);
 }
 
 static uint64_t class_bit(size_t len) {
@@ -543,13 +548,23 @@ static void consider(struct search *s, size_t start, size_t len, unsigned c) {
     return;
   s->found = start;
   s->found_len = len;
-  s->done = c < 16;
+  s->done = c < EXACT_CLASSES;
 }
 
-/* The runs of class c inside group g, in address order. */
+/* The shortest run of class c. */
+static size_t class_min(unsigned c) {
+  if (c < EXACT_CLASSES)
+    return c + 1;
+  unsigned j = (c - EXACT_CLASSES) / 2 + 3;
+  return ((size_t)1 << j) + ((size_t)((c - EXACT_CLASSES) % 2) << (j - 1)) + 1;
+}
+
+/* The runs of class c inside group g that hold s->n blocks, in address order; runs inside
+ * one word are found by shift-and, without walking the shorter ones. */
 static void scan_class(struct bitmap *b, struct search *s, size_t g, unsigned c) {
   const uint64_t *w = b->used + g * GROUP_WORDS;
   size_t pos = g * GROUP_BITS, run = 0;
+  size_t need = class_min(c) > s->n ? class_min(c) : s->n;
   int seen = 0;
   b->scanned += GROUP_BITS;
   for (int k = 0; k < GROUP_WORDS && !s->done; k++, pos += WORD_BITS) {
@@ -558,25 +573,22 @@ static void scan_class(struct bitmap *b, struct search *s, size_t g, unsigned c)
       run += WORD_BITS;
       continue;
     }
-    unsigned at = ctz(x);
-    run += at;
-    if (seen && run && run_class(run) == c)
-      consider(s, pos + at - run, run, c);
+    unsigned lo = ctz(x), hi = WORD_BITS - 1 - clz(x);
+    run += lo;
+    if (seen && run >= need && run_class(run) == c)
+      consider(s, pos + lo - run, run, c);
     seen = 1;
-    uint64_t y = x >> at;
-    while (x != ~(uint64_t)0 && !s->done) {
-      unsigned o = ctz(~y);
-      y >>= o;
-      at += o;
-      if (!y)
-        break;
-      unsigned z = ctz(y);
-      if (run_class(z) == c)
-        consider(s, pos + at, z, c);
-      y >>= z;
-      at += z;
-    }
     run = clz(x);
+    if (need > WORD_BITS - 2 || lo == hi)
+      continue;
+    uint64_t starts =
+        run_starts(x, (unsigned)need) & (~(uint64_t)0 << lo) & (((uint64_t)1 << hi) - 1);
+    while (starts && !s->done) {
+      unsigned at = ctz(starts), len = ctz(x >> at);
+      if (run_class(len) == c)
+        consider(s, pos + at, len, c);
+      starts &= ~(uint64_t)0 << (at + len); /* at + len <= hi < 64 */
+    }
   }
 }
 
@@ -584,7 +596,7 @@ static void scan_class(struct bitmap *b, struct search *s, size_t g, unsigned c)
  * across the seam of two children comes between them. */
 static void walk_class(struct bitmap *b, struct search *s, size_t k, size_t pos, size_t len,
                        unsigned c) {
-  if (s->done || pos >= s->top || !(b->cls[k] >> c & 1))
+  if (s->done || pos >= s->top || !(b->cls[k] >> c & 1) || b->tree[k].max < s->n)
     return;
   b->nodes++;
   if (k >= b->leaves) {

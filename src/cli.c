@@ -1,8 +1,10 @@
 /* Command-line parsing, --list and --help. */
 #include "cli.h"
 
+#include "config.h"
 #include "runner.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <sched.h>
@@ -14,6 +16,8 @@ void cli_usage(void) {
   puts("usage: ./harness [options] TRACE...\n"
        "Replays allocation traces against allocator modules and writes one CSV row per\n"
        "(allocator, trace).\n\n"
+       "  --config=FILE    an experiment file (YAML): its settings apply as if given here;\n"
+       "                   later options override them, traces given here are added\n"
        "  --alloc=SPEC     modules to run: NAME[:key=value,...], a comma list, or 'all'\n"
        "                   (repeatable; default all)\n"
        "  --list           list the modules and their parameters\n"
@@ -21,7 +25,7 @@ void cli_usage(void) {
        "  --check          verify every block the modules return (a checked pass)\n"
        "  --reps=N         timed repetitions per cell, median reported (default 5)\n"
        "  --warmup=N       untimed repetitions first (default 1)\n"
-       "  --region=SIZE    bytes of the shared region, K/M/G suffix (default 1G)\n"
+       "  --region=SIZE    bytes of the shared region, K/M/G/T suffix (default 1G)\n"
        "  --timeout=SEC    kill a cell after SEC seconds (default 600, 0 for none)\n"
        "  --sample=N       latency pass: time every Nth op alone (default 256, 0: no pass)\n"
        "  --series=FILE    write live and footprint about 1000 times per cell to FILE\n"
@@ -135,14 +139,22 @@ static int parse_count(const char *opt, const char *v, int lo, int hi, int *ret,
   return 0;
 }
 
+/* Digits with an optional K, M, G or T suffix, from 1M to 64T. */
 static int parse_region(const char *v, size_t *ret, char *err, size_t errlen) {
-  struct alloc_args a = {.n = 1, .key = {"region"}, .val = {v}};
-  if (alloc_arg_size(&a, "region", ret, err, errlen))
-    return -1;
-  if (*ret < 1u << 20 || *ret > (1ull << 46)) {
-    snprintf(err, errlen, "--region: '%s' is outside 1M to 64T", v);
+  static const char units[] = "KMGT";
+  char *end;
+  errno = 0;
+  unsigned long long n = strtoull(v, &end, 10);
+  const char *u = *end ? strchr(units, toupper((unsigned char)*end)) : NULL;
+  unsigned shift = u ? 10 * (unsigned)(u - units + 1) : 0;
+  if (u)
+    end++;
+  if (errno || end == v || strchr(v, '-') || *end || n > (1ull << 46) >> shift ||
+      n << shift < 1u << 20) {
+    snprintf(err, errlen, "--region: '%s' is not a size from 1M to 64T (K, M, G, T suffixes)", v);
     return -1;
   }
+  *ret = (size_t)(n << shift);
   return 0;
 }
 
@@ -167,12 +179,16 @@ enum {
   OPT_SAMPLE,
   OPT_SERIES,
   OPT_PIN,
+  OPT_CONFIG,
 };
 
 static int apply(struct cli *c, int opt, const char *arg, char *err, size_t errlen) {
   switch (opt) {
   case 'a':
+    cfg_before_alloc(c); /* the first --alloc after --config replaces the file's modules */
     return cli_parse_alloc(c, arg, err, errlen);
+  case OPT_CONFIG:
+    return cfg_load(c, arg, err, errlen);
   case OPT_CSV:
     c->csv = arg;
     return 0;
@@ -208,6 +224,19 @@ static int apply(struct cli *c, int opt, const char *arg, char *err, size_t errl
   return -1;
 }
 
+int cli_apply_option(struct cli *c, const char *name, const char *value, char *err, size_t errlen) {
+  static const struct {
+    const char *name;
+    int opt;
+  } valued[] = {{"reps", OPT_REPS},       {"warmup", OPT_WARMUP}, {"region", OPT_REGION},
+                {"timeout", OPT_TIMEOUT}, {"sample", OPT_SAMPLE}, {"pin", OPT_PIN}};
+  for (size_t i = 0; i < sizeof valued / sizeof valued[0]; i++)
+    if (strcmp(valued[i].name, name) == 0)
+      return apply(c, valued[i].opt, value, err, errlen);
+  snprintf(err, errlen, "no option '%s'", name);
+  return -1;
+}
+
 int cli_parse(struct cli *c, int argc, char **argv, char *err, size_t errlen) {
   static const struct option opts[] = {{"alloc", required_argument, 0, 'a'},
                                        {"csv", required_argument, 0, OPT_CSV},
@@ -219,6 +248,7 @@ int cli_parse(struct cli *c, int argc, char **argv, char *err, size_t errlen) {
                                        {"sample", required_argument, 0, OPT_SAMPLE},
                                        {"series", required_argument, 0, OPT_SERIES},
                                        {"pin", required_argument, 0, OPT_PIN},
+                                       {"config", required_argument, 0, OPT_CONFIG},
                                        {"check", no_argument, 0, 'c'},
                                        {"quiet", no_argument, 0, 'q'},
                                        {"list", no_argument, 0, 'l'},
@@ -244,6 +274,8 @@ int cli_parse(struct cli *c, int argc, char **argv, char *err, size_t errlen) {
   }
   c->traces = argv + optind;
   c->n_traces = argc - optind;
+  if (c->cfg && cfg_add_traces(c, argv + optind, argc - optind, err, errlen))
+    return -1;
   if (c->list)
     return 0;
   if (c->n_traces == 0) {
@@ -259,4 +291,5 @@ void cli_free(struct cli *c) {
   for (int i = 0; i < c->n_alloc; i++)
     free(c->alloc[i].spec);
   c->n_alloc = 0;
+  cfg_free(c);
 }

@@ -14,7 +14,11 @@ struct cli_alloc {
   struct alloc_args args;
   char *spec;       /* owns the strings args points into */
   char params[512]; /* every parameter, defaults included: "fit=best,order=lifo" */
+  /* "FILE:LINE:COL" of the --config entry that named it, or NULL */
+  const char *origin;
 };
+
+struct cfg_store; /* what --config files own (config.h) */
 
 struct cli {
   struct cli_alloc alloc[CLI_MAX_ALLOCS];
@@ -27,6 +31,7 @@ struct cli {
   int sample;         /* latency: every sample-th op; 0 for none */
   const char *series; /* --series FILE, or NULL */
   double timeout;
+  struct cfg_store *cfg; /* NULL unless --config was given */
 };
 
 /* Exit codes, documented in the README. */
@@ -44,6 +49,11 @@ int cli_parse(struct cli *ret, int argc, char **argv, char *err, size_t errlen);
 
 /* Parses one --alloc value into ret (appending). Returns 0 or -1 with err. */
 int cli_parse_alloc(struct cli *ret, const char *value, char *err, size_t errlen);
+
+/* Applies one option that takes a value, by its long name ("reps", "region", ...), with the
+ * command line's checks; --config's settings go through it. Returns 0 or -1 with err. */
+int cli_apply_option(struct cli *ret, const char *name, const char *value, char *err,
+                     size_t errlen);
 
 void cli_usage(void);
 void cli_list(void);

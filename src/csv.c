@@ -5,6 +5,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static const char header[] =
@@ -17,10 +18,30 @@ static const char header[] =
     "realloc_p50_ns,realloc_p90_ns,realloc_p99_ns,realloc_p999_ns,realloc_max_ns,"
     "latency_overhead,timer_ns,counters,message\n";
 
+/* Records how much of the file holds whole rows, or that a write failed. */
+static int written(struct csv *c) {
+  if (fflush(c->f) == 0 && !ferror(c->f)) {
+    c->good = c->partial ? ftell(c->f) : 0;
+    return 0;
+  }
+  c->failed = 1;
+  return -1;
+}
+
 int csv_open(struct csv *c, const char *path) {
   *c = (struct csv){0};
+  struct stat st;
+  int special = path && stat(path, &st) == 0 && !S_ISREG(st.st_mode);
+  if (special && S_ISDIR(st.st_mode)) {
+    errno = EISDIR;
+    return -1;
+  }
   if (!path || strcmp(path, "-") == 0) {
     c->f = stdout;
+  } else if (special) { /* never rename over /dev/null or a FIFO */
+    c->f = fopen(path, "w");
+    if (!c->f)
+      return -1;
   } else {
     size_t n = strlen(path) + sizeof ".partial";
     c->path = strdup(path);
@@ -33,7 +54,16 @@ int csv_open(struct csv *c, const char *path) {
       return -1;
   }
   fputs(header, c->f);
-  return fflush(c->f) == 0 && !ferror(c->f) ? 0 : -1;
+  if (written(c) == 0)
+    return 0;
+  int e = errno;
+  if (c->partial) { /* not even the header: leave nothing behind */
+    fclose(c->f);
+    unlink(c->partial);
+    c->f = NULL;
+  }
+  errno = e;
+  return -1;
 }
 
 /* A text field, quoted when it holds a comma, a quote or a newline, then end. */
@@ -120,16 +150,21 @@ int csv_row(struct csv *c, const char *alloc, const char *params, const struct t
   else
     fputc(',', f);
   text(f, r->msg, '\n');
-  return fflush(f) == 0 && !ferror(f) ? 0 : -1;
+  return written(c);
 }
 
 int csv_close(struct csv *c) {
   int r = 0;
-  if (c->f && c->f != stdout) {
-    r = fflush(c->f) | fsync(fileno(c->f));
+  if (c->f && c->partial) {
+    r = c->failed | fflush(c->f) | fsync(fileno(c->f));
     r |= fclose(c->f);
-    if (r == 0 && rename(c->partial, c->path) != 0)
+    /* After a failed write (a full disk), FILE gets the header and the rows written whole. */
+    if (c->failed && truncate(c->partial, c->good) != 0)
+      c->failed = 0; /* then FILE.partial stays, torn row included */
+    if ((r == 0 || c->failed) && rename(c->partial, c->path) != 0)
       r = -1;
+  } else if (c->f && c->f != stdout) {
+    r = fclose(c->f);
   } else if (c->f) {
     r = fflush(c->f);
   }

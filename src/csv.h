@@ -12,13 +12,18 @@
 
 struct csv {
   FILE *f;
-  char *path, *partial; /* NULL when writing to stdout */
+  char *path, *partial; /* NULL when writing to stdout; partial NULL for a device or FIFO */
+  long good;            /* bytes of whole rows written: what survives a failed write */
+  int failed;
 };
 
-/* Opens path ("-" or NULL for stdout) and writes the header. Returns 0 or -1 (errno). */
+/* Opens path ("-" or NULL for stdout) and writes the header. A path that exists and is not a
+ * regular file (a device, a FIFO) is written directly; a directory is an error (EISDIR).
+ * Returns 0 or -1 (errno). */
 int csv_open(struct csv *c, const char *path);
 
-/* Writes one row. Returns 0 or -1 (errno: a full disk, say). */
+/* Writes one row. Returns 0 or -1 (errno: a full disk, say); after a failure, csv_close
+ * cuts the file back to the rows written whole. */
 int csv_row(struct csv *c, const char *alloc, const char *params, const struct trace *t,
             const struct cell_result *r, const struct metrics *mt, int in_region);
 

@@ -33,8 +33,10 @@ void metrics_compute(const struct trace *t, const struct cell_result *r, struct 
   ret->min = r->secs[0];
   ret->max = r->secs[r->reps - 1];
   ret->spread = ret->median > 0 ? (ret->max - ret->min) / ret->median : 0;
-  if (ret->median > 0) {
+  if (t->n_ops == 0) { /* a trace of no ops has no rate: empty cells, not a made-up one */
+    ret->ops_per_sec = ret->ns_per_op = NAN;
+  } else if (ret->median > 0) {
     ret->ops_per_sec = (double)t->n_ops / ret->median;
-    ret->ns_per_op = ret->median * 1e9 / (double)(t->n_ops ? t->n_ops : 1);
+    ret->ns_per_op = ret->median * 1e9 / (double)t->n_ops;
   }
 }

@@ -32,22 +32,20 @@ void region_reset(const struct region *r) {
   madvise(r->base, r->size, MADV_DONTNEED);
 }
 
+/* In chunks of a fixed vector: a region of terabytes must not need a vector of gigabytes. */
 size_t region_resident(const struct region *r, size_t upto) {
+  unsigned char vec[1 << 14];
   size_t page = (size_t)sysconf(_SC_PAGESIZE);
   if (upto > r->size)
     upto = r->size;
-  size_t pages = (upto + page - 1) / page;
-  if (!pages)
-    return 0;
-  unsigned char *vec = malloc(pages);
-  if (!vec || mincore(r->base, pages * page, vec) != 0) {
-    free(vec);
-    return 0;
+  size_t pages = (upto + page - 1) / page, n = 0;
+  for (size_t at = 0; at < pages; at += sizeof vec) {
+    size_t k = pages - at < sizeof vec ? pages - at : sizeof vec;
+    if (mincore((char *)r->base + at * page, k * page, vec) != 0)
+      return 0;
+    for (size_t i = 0; i < k; i++)
+      n += vec[i] & 1;
   }
-  size_t n = 0;
-  for (size_t i = 0; i < pages; i++)
-    n += vec[i] & 1;
-  free(vec);
   return n * page;
 }
 

@@ -84,7 +84,7 @@ uint64_t replay_op(const struct alloc_methods *m, void *st, const struct trace_o
 double replay_timed(const struct alloc_methods *m, void *st, const struct trace *t, void **ptr,
                     uint64_t *ret_failed) {
   memset(ptr, 0, t->n_slots * sizeof *ptr);
-  const struct trace_op *op = t->ops, *end = t->ops + t->n_ops;
+  const struct trace_op *op = t->ops, *end = t->n_ops ? t->ops + t->n_ops : op; /* ops: NULL */
   uint64_t failed = 0;
   double start = now();
   for (; op < end; op++)
@@ -227,7 +227,7 @@ static void follow(struct replay_pass *ps, size_t i) {
   if ((i % ps->series_every == 0 || i + 1 == ps->t->n_ops) && r->n_series < REPLAY_SERIES_MAX)
     r->series[r->n_series++] = (struct replay_point){i, live, fp};
   if (ps->touch_region && i == ps->touch_at)
-    r->touched = region_resident(ps->touch_region, ps->touch_region->size);
+    r->touched = region_resident(ps->touch_region, fp); /* nothing past the break is used */
 }
 
 /* A reset with the module's hook: the frees that follow are checked and followed, but the

@@ -75,9 +75,15 @@ static int measure(const struct cell_spec *c, const struct trace *t, void **ptr,
     return -1;
   int inside = !(c->m->flags & ALLOC_OUTSIDE_REGION);
   struct check chk;
-  int checking =
-      c->check && !(c->m->flags & ALLOC_UNCHECKED) &&
-      check_init(&chk, c->m, st, inside ? c->region->base : NULL, c->region->size, t->n_slots) == 0;
+  int checking = c->check && !(c->m->flags & ALLOC_UNCHECKED);
+  if (checking &&
+      check_init(&chk, c->m, st, inside ? c->region->base : NULL, c->region->size, t->n_slots)) {
+    c->m->destroy(st); /* --check asked for: never a silently unchecked row */
+    r->status = CELL_INIT_FAILED;
+    snprintf(r->msg, sizeof r->msg, "%s: %s: out of memory for the checker's shadow of the region",
+             c->m->name, t->path);
+    return -1;
+  }
   int bad = replay_measured(c->m, st, t, ptr, checking ? &chk : NULL, NULL, 0, &r->meas);
   if (checking)
     check_fini(&chk);

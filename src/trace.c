@@ -2,6 +2,8 @@
 #include "trace.h"
 
 #include "region.h"
+#include "trace_bin.h"
+#include "trace_zip.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -43,10 +45,28 @@ struct parser {
   struct id_hashed *ids;
   size_t ids_cap, ids_used;
   uint64_t *slot_size; /* requested size of the block each live slot holds */
+  uint64_t *slot_id;   /* the id last allocated in each slot: resets find blocks by slot */
   uint32_t *free_slots;
   size_t n_free_slots, cap_slots;
   uint64_t live;
+  uint8_t word; /* the event being read, stored in the ops it emits */
+  char quote[64]; /* excerpt()'s buffer */
 };
+
+/* A piece of a line for a message: a few dozen bytes, control and non-ASCII bytes as \xNN,
+ * so that a binary or mis-encoded file cannot garble the terminal. */
+static const char *excerpt(struct parser *ps, const char *p, const char *end) {
+  size_t n = 0;
+  for (; p < end && n + 8 < sizeof ps->quote; p++) {
+    unsigned char ch = (unsigned char)*p;
+    if (ch >= 0x20 && ch < 0x7f)
+      ps->quote[n++] = (char)ch;
+    else
+      n += (size_t)snprintf(ps->quote + n, sizeof ps->quote - n, "\\x%02x", ch);
+  }
+  snprintf(ps->quote + n, sizeof ps->quote - n, "%s", p < end ? "..." : "");
+  return ps->quote;
+}
 
 static int fail(struct parser *ps, const char *fmt, ...) {
   int n = snprintf(ps->err, ps->errlen, "%s:%u: ", ps->name, ps->line);
@@ -138,7 +158,8 @@ static int emit(struct parser *ps, uint8_t kind, uint32_t slot, uint64_t size, u
     t->cap = cap;
   }
   t->ops[t->n_ops] =
-      (struct trace_op){.size = size, .arg = arg, .slot = slot, .kind = kind, .thread = thread};
+      (struct trace_op){
+      .size = size, .arg = arg, .slot = slot, .kind = kind, .word = ps->word, .thread = thread};
   t->line[t->n_ops] = ps->line;
   t->n_ops++;
   if (ps->live > t->peak_live) {
@@ -161,12 +182,18 @@ static int take_slot(struct parser *ps, uint32_t *ret) {
   if (s == ps->cap_slots) {
     size_t cap = ps->cap_slots;
     uint64_t *sizes = grow(ps->slot_size, &cap, sizeof *sizes, s + 1);
-    uint32_t *fs =
-        sizes ? region_side_resize(ps->free_slots, ps->cap_slots * sizeof *fs, cap * sizeof *fs)
+    if (sizes)
+      ps->slot_size = sizes;
+    uint64_t *ids =
+        sizes ? region_side_resize(ps->slot_id, ps->cap_slots * sizeof *ids, cap * sizeof *ids)
               : NULL;
+    if (ids)
+      ps->slot_id = ids;
+    uint32_t *fs =
+        ids ? region_side_resize(ps->free_slots, ps->cap_slots * sizeof *fs, cap * sizeof *fs)
+            : NULL;
     if (!fs)
       return fail(ps, "out of memory reading the trace");
-    ps->slot_size = sizes;
     ps->free_slots = fs;
     ps->cap_slots = cap;
   }
@@ -187,6 +214,7 @@ static int do_alloc(struct parser *ps, uint64_t id, uint8_t kind, uint64_t size,
     return -1;
   *e = (struct id_entry){.slot = slot, .line = ps->line, .state = ID_LIVE};
   ps->slot_size[slot] = size;
+  ps->slot_id[slot] = id;
   ps->live += size;
   return emit(ps, kind, slot, size, arg, thread);
 }
@@ -236,24 +264,22 @@ static int op_realloc(struct parser *ps, int64_t id, uint64_t size, uint16_t thr
   return emit(ps, OP_REALLOC, e->slot, size, old, thread);
 }
 
-/* Arena reset: every live block is freed; modules with a reset hook skip the frees. */
+/* Arena reset: every live block is freed; modules with a reset hook skip the frees. The
+ * blocks are found by slot: a walk of every id the trace ever used would cost each reset
+ * time in the number of allocations so far, not in the blocks live. */
 static int op_reset(struct parser *ps, uint16_t thread) {
   ps->t->n_reset++;
   size_t at = ps->t->n_ops;
   if (emit(ps, OP_RESET, 0, 0, 0, thread))
     return -1;
   uint64_t n = 0;
-  for (size_t i = 0; i < ps->direct_cap; i++) {
-    if (ps->direct[i].state != ID_LIVE)
+  for (uint32_t s = 1; s < ps->t->n_slots; s++) {
+    struct id_entry *e = id_lookup(ps, ps->slot_id[s]);
+    if (!e)
+      return fail(ps, "out of memory reading the trace");
+    if (e->state != ID_LIVE || e->slot != s) /* a free slot, or its id lives elsewhere now */
       continue;
-    if (do_free(ps, &ps->direct[i], thread))
-      return -1;
-    n++;
-  }
-  for (size_t i = 0; i < ps->ids_cap; i++) {
-    if (ps->ids[i].e.state != ID_LIVE)
-      continue;
-    if (do_free(ps, &ps->ids[i].e, thread))
+    if (do_free(ps, e, thread))
       return -1;
     n++;
   }
@@ -276,6 +302,13 @@ static void skip_blank(struct cursor *c) {
 static int at_end(struct cursor *c) {
   skip_blank(c);
   return c->p == c->end || *c->p == '#';
+}
+
+/* The end of the word at p. */
+static const char *token_end(const char *p, const char *end) {
+  while (p < end && *p != ' ' && *p != '\t' && *p != '\r')
+    p++;
+  return p;
 }
 
 /* The common case, up to 18 digits after spaces and before a blank or the line's end;
@@ -319,14 +352,11 @@ static int parse_num(struct parser *ps, struct cursor *c, const char *what, int 
   for (; q < c->end && (unsigned)(*q - '0') < 10; q++) {
     unsigned d = (unsigned)(*q - '0');
     if (v > (UINT64_MAX - d) / 10)
-      return fail(ps, "%s '%.*s' is too large", what, (int)(c->end - c->p), c->p);
+      return fail(ps, "%s '%s' is too large", what, excerpt(ps, c->p, token_end(q, c->end)));
     v = v * 10 + d;
   }
   if (q == s || (q < c->end && *q != ' ' && *q != '\t' && *q != '\r' && *q != '#')) {
-    const char *e = q;
-    while (e < c->end && *e != ' ' && *e != '\t' && *e != '\r')
-      e++;
-    return fail(ps, "%s '%.*s' is not a number", what, (int)(e - c->p), c->p);
+    return fail(ps, "%s '%s' is not a number", what, excerpt(ps, c->p, token_end(q, c->end)));
   }
   c->p = q;
   if (neg) {
@@ -374,16 +404,17 @@ static int parse_tail(struct parser *ps, struct cursor *c, uint16_t *ret_thread)
     if (at_end(c))
       return 0;
   }
-  return fail(ps, "unexpected '%.*s' at the end of the line", (int)(c->end - c->p), c->p);
+  return fail(ps, "unexpected '%s' at the end of the line", excerpt(ps, c->p, c->end));
 }
 
 /* --- line formats --- */
 
 static int text_event(struct parser *ps, struct cursor *c) {
   char k = *c->p++;
+  ps->word = (uint8_t)k;
   if (c->p < c->end && *c->p != ' ' && *c->p != '\t' && *c->p != '\r' && *c->p != '#')
-    return fail(ps, "unknown event '%.*s' (expected m, f, r, c, a or x)", (int)(c->end - c->p + 1),
-                c->p - 1);
+    return fail(ps, "unknown event '%s' (expected m, f, r, c, a or x)",
+                excerpt(ps, c->p - 1, token_end(c->p, c->end)));
   int64_t id = 0;
   uint64_t a = 0, b = 0;
   uint16_t th;
@@ -425,15 +456,17 @@ static int text_event(struct parser *ps, struct cursor *c) {
       return -1;
     return op_reset(ps, th);
   default:
-    return fail(ps, "unknown event '%c' (expected m, f, r, c, a or x)", k);
+    return fail(ps, "unknown event '%s' (expected m, f, r, c, a or x)",
+                excerpt(ps, c->p - 1, c->p));
   }
 }
 
 static int rep_event(struct parser *ps, struct cursor *c) {
   char k = *c->p++;
+  ps->word = k == 'a' ? 'm' : (uint8_t)k; /* .rep's a is malloc */
   if (c->p < c->end && *c->p != ' ' && *c->p != '\t' && *c->p != '\r')
-    return fail(ps, "unknown .rep event '%.*s' (expected a, f or r)", (int)(c->end - c->p + 1),
-                c->p - 1);
+    return fail(ps, "unknown .rep event '%s' (expected a, f or r)",
+                excerpt(ps, c->p - 1, token_end(c->p, c->end)));
   int64_t id;
   uint64_t size;
   uint16_t th;
@@ -452,7 +485,7 @@ static int rep_event(struct parser *ps, struct cursor *c) {
       return -1;
     return op_realloc(ps, id, size, th);
   default:
-    return fail(ps, "unknown .rep event '%c' (expected a, f or r)", k);
+    return fail(ps, "unknown .rep event '%s' (expected a, f or r)", excerpt(ps, c->p - 1, c->p));
   }
 }
 
@@ -479,6 +512,8 @@ static int header_line(struct parser *ps, struct cursor *c, enum format *fmt) {
     *fmt = FMT_REP;
     return 0;
   }
+  if (memchr(c->p, '\0', (size_t)(c->end - c->p)))
+    return fail(ps, "not a trace: binary data or UTF-16 text (traces are ASCII)");
   return fail(ps, "not a trace: expected the header 'alloctrace 1' or a malloc-lab .rep header");
 }
 
@@ -521,6 +556,8 @@ static int parse_line(struct parser *ps, struct cursor *c, struct header *h) {
 static int parse_lines(struct parser *ps, const char *buf, size_t len) {
   struct header h = {0};
   const char *p = buf, *end = buf + len;
+  if (len >= 3 && memcmp(p, "\xef\xbb\xbf", 3) == 0)
+    p += 3; /* a UTF-8 byte-order mark, as some editors write */
   for (ps->line = 1; p < end; ps->line++) {
     const char *nl = memchr(p, '\n', (size_t)(end - p));
     struct cursor c = {p, nl ? nl : end};
@@ -555,6 +592,7 @@ int trace_parse(struct trace *ret, const char *name, const char *buf, size_t len
   region_side_free(ps.ids, ps.ids_cap * sizeof *ps.ids);
   region_side_free(ps.direct, ps.direct_cap * sizeof *ps.direct);
   region_side_free(ps.slot_size, ps.cap_slots * sizeof *ps.slot_size);
+  region_side_free(ps.slot_id, ps.cap_slots * sizeof *ps.slot_id);
   region_side_free(ps.free_slots, ps.cap_slots * sizeof *ps.free_slots);
   if (r)
     trace_free(ret);
@@ -566,11 +604,21 @@ static int load_error(const char *path, char *err, size_t errlen, const char *wh
   return -1;
 }
 
+/* Binary and compressed traces are told by their first bytes, whatever the file's name. */
+static int parse_any(struct trace *ret, const char *path, const void *buf, size_t len, char *err,
+                     size_t errlen) {
+  if (trace_bin_is(buf, len))
+    return trace_bin_parse(ret, path, buf, len, err, errlen);
+  if (trace_zip_is(buf, len))
+    return trace_zip_parse(ret, path, buf, len, err, errlen);
+  return trace_parse(ret, path, buf, len, err, errlen);
+}
+
 int trace_load(struct trace *ret, const char *path, char *err, size_t errlen) {
-  int fd = open(path, O_RDONLY);
+  int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC); /* a FIFO must not block */
   if (fd < 0)
     return load_error(path, err, errlen, strerror(errno));
-  struct stat st;
+  struct stat st = {0};
   if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
     close(fd);
     return load_error(path, err, errlen,
@@ -585,7 +633,7 @@ int trace_load(struct trace *ret, const char *path, char *err, size_t errlen) {
   if (buf == MAP_FAILED)
     return load_error(path, err, errlen, strerror(errno));
   madvise(buf, (size_t)st.st_size, MADV_SEQUENTIAL);
-  int r = trace_parse(ret, path, buf, (size_t)st.st_size, err, errlen);
+  int r = parse_any(ret, path, buf, (size_t)st.st_size, err, errlen);
   munmap(buf, (size_t)st.st_size);
   return r;
 }

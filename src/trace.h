@@ -25,7 +25,8 @@ struct trace_op {
                   MALLOC: bytes added by trace_lower_memalign, else 0 */
   uint32_t slot; /* dense index of the block; slot 0 is always NULL (free(NULL)) */
   uint8_t kind;
-  uint8_t pad;
+  uint8_t word; /* the trace's own event letter: 'm', 'f', 'r', 'c', 'a' or 'x' (a reset's
+                  frees too); a realloc that is a malloc or a free keeps 'r'; 0 if unknown */
   uint16_t thread;
 };
 

@@ -45,8 +45,10 @@ static void *b_malloc(void *st, size_t size) {
     p = (char *)p - (1 << 20);
   if (broken == SCRIBBLE && last)
     memset(last, 0, 4);
-  if (broken == CRASH && last)
+  if (broken == CRASH && last) {
+    signal(SIGSEGV, SIG_DFL); /* a sanitizer's handler would report and exit(1) instead */
     raise(SIGSEGV);
+  }
   if (broken == HANG && last)
     for (;;)
       pause();
