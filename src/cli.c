@@ -14,6 +14,8 @@
 
 void cli_usage(void) {
   puts("usage: ./harness [options] TRACE...\n"
+       "       ./harness convert IN OUT     (a trace to text .trace or binary .atb, .zst/.gz)\n"
+       "       ./harness info TRACE...      (ops, threads, sizes, peak live, lifetimes)\n"
        "Replays allocation traces against allocator modules and writes one CSV row per\n"
        "(allocator, trace).\n\n"
        "  --config=FILE    an experiment file (YAML): its settings apply as if given here;\n"

@@ -614,6 +614,8 @@ static void init_recording(void) {
       len > 0 ? env_value(env, (size_t)len, "ALLOCTRACE_ONLY") : getenv("ALLOCTRACE_ONLY");
   rec.pid = getpid();
   if (out && out[0] && strlen(out) < sizeof rec.out - 32 && (!only || matches_only(only))) {
+    if (out[0] != '/' && getcwd(rec.out, sizeof rec.out - 1)) /* the program may chdir */
+      append(rec.out, sizeof rec.out, "/");
     append(rec.out, sizeof rec.out, out);
     rec.only = only != NULL;
     rec.root_pid = root ? (pid_t)strtol(root, NULL, 10) : 0;

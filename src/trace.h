@@ -1,7 +1,8 @@
 /*
  * Traces: reading text (.trace) and CMU malloc-lab (.rep) files into a compact array of
  * ops, validated and with the recorder's ids mapped to dense slots, so that replay does no
- * parsing, hashing or I/O. Formats are documented in docs/trace-format.md.
+ * parsing, hashing or I/O. Binary traces (trace_bin.c) and compressed ones (trace_zip.c)
+ * are recognised by their first bytes. Formats are documented in docs/trace-format.md.
  */
 #ifndef TRACE_H
 #define TRACE_H

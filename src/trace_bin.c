@@ -401,6 +401,16 @@ static inline uint64_t fast_value(const uint8_t *p, unsigned len) {
   return x & mask[len];
 }
 
+/* The op and the word each common code gives. */
+static const uint8_t code_kind[TRACE_BIN_CODES] = {
+    [TRACE_BIN_MALLOC] = OP_MALLOC,     [TRACE_BIN_FREE] = OP_FREE,
+    [TRACE_BIN_REALLOC] = OP_REALLOC,   [TRACE_BIN_REALLOC_NEW] = OP_MALLOC,
+    [TRACE_BIN_REALLOC_FREE] = OP_FREE, [TRACE_BIN_CALLOC] = OP_CALLOC,
+    [TRACE_BIN_MEMALIGN] = OP_MEMALIGN, [TRACE_BIN_ALIGNED_SMALL] = OP_MALLOC,
+    [TRACE_BIN_RESET] = OP_RESET,       [TRACE_BIN_RESET_FREE] = OP_FREE};
+static const uint8_t code_word[TRACE_BIN_CODES] = {'m', 'f', 'r', 'r', 'r',
+                                                   'c', 'a', 'a', 'x', 'x'};
+
 /* Reader state the hot loop keeps in registers. */
 struct fast {
   const uint8_t *p;
@@ -459,7 +469,7 @@ static void fast_records(struct reader *r) {
                    .thread = r->thread};
   while (f.p < safe_end && f.n < n_max) {
     const uint8_t *p = f.p + 1;
-    uint8_t tag = f.p[0], code = tag & 0x0f, kind = OP_MALLOC, word = 'm';
+    uint8_t tag = f.p[0], code = tag & 0x0f;
     unsigned len = tag >> 5;
     uint64_t th = f.thread, size, s, arg = 0;
     if (tag & TRACE_BIN_THREAD) {
@@ -467,6 +477,7 @@ static void fast_records(struct reader *r) {
       if (n == 0 || th > 65535)
         break;
       p += n;
+      f.n_threads = th >= f.n_threads ? (uint32_t)th + 1 : f.n_threads;
     }
     uint32_t slot;
     switch (code) {
@@ -474,8 +485,6 @@ static void fast_records(struct reader *r) {
       if (*p < 5 || *p > 30)
         goto stop;
       arg = 1ull << *p++;
-      kind = OP_MEMALIGN;
-      word = 'a';
       /* fall through */
     case TRACE_BIN_MALLOC:
     case TRACE_BIN_REALLOC_NEW:
@@ -493,18 +502,13 @@ static void fast_records(struct reader *r) {
         goto stop;
       ss[slot] = LIVE | size;
       f.live += size;
-      kind = code == TRACE_BIN_CALLOC ? OP_CALLOC : kind;
-      word = code == TRACE_BIN_CALLOC        ? 'c'
-             : code == TRACE_BIN_REALLOC_NEW ? 'r'
-             : code == TRACE_BIN_MALLOC      ? 'm'
-                                             : 'a';
+      f.peak_op = f.live > f.peak ? f.n : f.peak_op;
+      f.peak = f.live > f.peak ? f.live : f.peak;
       break;
     case TRACE_BIN_FREE:
     case TRACE_BIN_REALLOC_FREE:
       s = fast_value(p, len);
       p += len;
-      kind = OP_FREE;
-      word = code == TRACE_BIN_FREE ? 'f' : 'r';
       size = 0;
       slot = 0;
       if (s == 0 && code == TRACE_BIN_FREE) /* free(NULL) */
@@ -528,21 +532,22 @@ static void fast_records(struct reader *r) {
       arg = ss[s] & ~LIVE;
       ss[s] = LIVE | size;
       f.live = f.live - arg + size;
-      kind = OP_REALLOC;
-      word = 'r';
+      f.peak_op = f.live > f.peak ? f.n : f.peak_op;
+      f.peak = f.live > f.peak ? f.live : f.peak;
       break;
     default: /* resets, and anything unknown */
       goto stop;
     }
     f.count[code]++;
-    ops[f.n] = (struct trace_op){
-        .size = size, .arg = arg, .slot = slot, .kind = kind, .word = word, .thread = (uint16_t)th};
+    ops[f.n] = (struct trace_op){.size = size,
+                                 .arg = arg,
+                                 .slot = slot,
+                                 .kind = code_kind[code],
+                                 .word = code_word[code],
+                                 .thread = (uint16_t)th};
     line[f.n] = (uint32_t)(f.n + 1);
-    f.peak_op = f.live > f.peak ? f.n : f.peak_op;
-    f.peak = f.live > f.peak ? f.live : f.peak;
     f.n++;
     f.thread = (uint16_t)th;
-    f.n_threads = th >= f.n_threads ? (uint32_t)th + 1 : f.n_threads;
     f.p = p;
   }
 stop:

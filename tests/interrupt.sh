@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2015 # "A && ok || bad": ok never fails
 # No lost results: a run stopped by SIGINT or SIGTERM keeps every completed row in the final
 # CSV (renamed from FILE.partial) and says how many cells were not run; a cell child killed
 # from outside becomes a `crashed` row and the run goes on; a full disk stops the run with
