@@ -12,41 +12,46 @@
  *
  * Search. First fit first tries the first free run at or after a hint below which every
  * block is in use: when it is long enough it is the first fit, found with two word scans.
- * Otherwise (and for best fit and memalign) a tree answers: the used bitmap is cut into
- * groups of 512 blocks (8 words, one cache line), the leaves of a binary tree whose nodes
- * hold the free blocks at the start and at the end of their span and its longest free run.
- * The search walks it in address order, carrying the free run that reaches the current
- * position, skips every subtree whose longest run is too short, and in the groups it
- * enters finds the runs long enough in each word by shift-and (no walk over short runs).
- * `fit=first` stops at the first run that fits (the address-ordered first fit, O(log n)
- * nodes); `fit=best` visits every subtree holding a long enough run and keeps the smallest
- * fitting run, stopping early on an exact fit. The tree is brought up to date lazily: an
- * allocation or free only flips bits and marks its words dirty; the next tree search first
- * recomputes the dirty groups and their ancestors (stopping where a summary is unchanged).
- * When nothing below the break fits, the run goes at the break, which grows like sbrk;
- * freeing the last run moves the break back down to the last block in use. memalign is
- * native: a run only fits from an aligned block.
+ * Otherwise a tree answers: the used bitmap is cut into groups of 512 blocks (8 words, one
+ * cache line), the leaves of a binary tree whose nodes hold the free blocks at the start
+ * and at the end of their span and its longest free run. First fit walks it in address
+ * order, carrying the free run that reaches the current position, skips every subtree
+ * whose longest run is too short, and in the group it enters finds the runs long enough
+ * in each word by shift-and: the address-ordered first fit in O(log n) nodes. Best fit
+ * (`fit=best`) also keeps, per node, a 64-bit set of the size classes of the free runs
+ * inside its span (lengths 1 to 8, then two classes per power of two): it tries the
+ * classes present from the request's own up, and in the first class holding a run that
+ * fits it visits only the subtrees holding that class and takes the shortest run, lowest
+ * address first (any run of an exact class, or of exactly n blocks, ends the search).
+ * memalign is native: the tree walk only accepts a run from an aligned block on (best fit
+ * with an alignment walks every subtree with a long enough run). The tree is brought up
+ * to date lazily: an allocation or free only flips bits and marks its words dirty; the
+ * next tree search first recomputes the dirty groups and their ancestors, stopping where a
+ * summary comes out unchanged. When nothing below the break fits, the run goes at the
+ * break, which grows like sbrk; freeing the last run moves the break back down to the last
+ * block in use.
  *
  * Where the metadata lives: the bitmaps, the tree and its bookkeeping share one run of
  * blocks inside the heap, marked used like any other. They cover `cap` blocks; when the
  * break must pass `cap`, a new set covering 1.5 times as much goes into the lowest free
  * hole that holds it (or at the break), the bitmaps are copied, the tree rebuilt and the
  * old run freed for reuse. When the break comes down to the metadata run, it moves into a
- * lower hole if one holds it, with its capacity cut to 1.5 times the heap below it, so it
- * does not pin the break. Footprint is thus a true break that grows with the heap;
- * meta_bytes counts the run: about 2.5 bits per block of capacity (2 in the bitmaps, the
- * rest in the tree) plus the growth slack.
+ * lower hole if one holds it (with its capacity cut to 1.5 times the heap below it when it
+ * was more than three times too big), so it does not pin the break. Footprint is thus a true break
+ * that grows with the heap; meta_bytes counts the run: about 2.5 bits per block of capacity for
+ * first fit (2 in the bitmaps), 2.8 for best fit, plus the growth slack.
  *
  * Cost: free O(run / 64) plus the break's move; first-fit malloc O(1) when the first free
- * run fits, else O(log n) tree nodes, a group scan and the refresh of the groups changed
- * since the last search; best fit visits every subtree with a long enough run (O(n / 512)
- * on a heap full of holes); realloc in place when shrinking or when the blocks after the
- * run are free. Counters: `nodes` (tree nodes the searches visited), `scanned` (bits of
- * groups scanned word by word), `map_moves` (metadata relocations), `grown_in_place`
- * (reallocs grown without copying).
- * Weaknesses: internal fragmentation up to block - 1 bytes per run; best fit on a heap of
- * many holes pays a walk over them; a block of 8 bytes gains nothing over 16 since every
- * run must start 16-byte aligned; at most 2^30 blocks of the region are used.
+ * run fits, else O(log n) nodes, a group scan and the refresh of the groups changed since
+ * the last search; best fit O(log n) when an exact-class run exists, else a walk over the
+ * subtrees holding runs of the first class that fits; realloc in place when shrinking or
+ * when the blocks after the run are free. Counters: `nodes` (tree nodes the searches
+ * visited), `scanned` (bits of groups scanned word by word), `map_moves` (metadata
+ * relocations), `grown_in_place` (reallocs grown without copying).
+ * Weaknesses: internal fragmentation up to block - 1 bytes per run; a search costs far more
+ * than a segregated-list pop (hundreds of instructions when the hint misses); best fit for
+ * large requests may visit many runs of one class; a block of 8 bytes gains nothing over
+ * 16 since every run must start 16-byte aligned; at most 2^30 blocks of the region are used.
  */
 #include "alloc.h"
 
@@ -88,6 +93,7 @@ struct bitmap {
   size_t sink_credit;        /* blocks freed below the metadata since it last failed to move down */
   unsigned shift;            /* log2(block) */
   int fit;
+  int probe_score; /* > 0 while walking several runs pays off, < 0 while it does not */
   uint64_t nodes, scanned, map_moves, grown_in_place;
 };
 
@@ -409,11 +415,9 @@ static void refresh(struct bitmap *b) {
   b->stale_hi = SIZE_MAX;
 }
 
-/* Recomputes every longest run and the whole tree (nothing is dirty afterwards). */
+/* Recomputes the whole tree from the bitmap and longest[] (nothing is dirty afterwards). */
 static void rebuild_tree(struct bitmap *b) {
   size_t groups = b->cap / GROUP_BITS;
-  for (size_t w = 0; w < b->cap / WORD_BITS; w++)
-    b->longest[w] = word_longest(b->used[w]);
   for (size_t g = 0; g < b->leaves; g++) {
     b->tree[b->leaves + g] = g < groups ? group_sum(b, g) : (struct sum){0, 0, 0};
     if (b->cls)
@@ -424,8 +428,8 @@ static void rebuild_tree(struct bitmap *b) {
     for (size_t k = lo; k < 2 * lo; k++) {
       b->tree[k] = join(b->tree[2 * k], b->tree[2 * k + 1], len);
       if (b->cls)
-        b->cls[k] = join_classes(b->cls[2 * k], b->cls[2 * k + 1], b->tree[2 * k],
-                                 b->tree[2 * k + 1], len);
+        b->cls[k] =
+            join_classes(b->cls[2 * k], b->cls[2 * k + 1], b->tree[2 * k], b->tree[2 * k + 1], len);
     }
   }
   memset(b->dirty, 0, b->leaves);
@@ -541,31 +545,21 @@ static void walk(struct bitmap *b, struct search *s) {
   b->nodes += visited;
 }
 
-/* A run of the class being searched: keep the shortest that holds s->n blocks (any run
- * of an exact class is as short as can be, so the first one ends the search). */
+/* A run of the class being searched: keep the shortest that holds s->n blocks (a run of
+ * an exact class, or of exactly n blocks, is as short as can be: the first ends the search). */
 static void consider(struct search *s, size_t start, size_t len, unsigned c) {
   if (start >= s->top || len < s->n || len >= s->found_len)
     return;
   s->found = start;
   s->found_len = len;
-  s->done = c < EXACT_CLASSES;
+  s->done = c < EXACT_CLASSES || len == s->n; /* nothing shorter can hold n */
 }
 
-/* The shortest run of class c. */
-static size_t class_min(unsigned c) {
-  if (c < EXACT_CLASSES)
-    return c + 1;
-  unsigned j = (c - EXACT_CLASSES) / 2 + 3;
-  return ((size_t)1 << j) + ((size_t)((c - EXACT_CLASSES) % 2) << (j - 1)) + 1;
-}
-
-/* The runs of class c inside group g that hold s->n blocks, in address order; runs inside
- * one word are found by shift-and, without walking the shorter ones. */
+/* The runs of class c inside group g, in address order. */
 static void scan_class(struct bitmap *b, struct search *s, size_t g, unsigned c) {
   const uint64_t *w = b->used + g * GROUP_WORDS;
   size_t pos = g * GROUP_BITS, run = 0;
-  size_t need = class_min(c) > s->n ? class_min(c) : s->n;
-  int seen = 0;
+  int seen = 0; /* a used block so far: the run before the next one is inside the group */
   b->scanned += GROUP_BITS;
   for (int k = 0; k < GROUP_WORDS && !s->done; k++, pos += WORD_BITS) {
     uint64_t x = w[k];
@@ -573,22 +567,25 @@ static void scan_class(struct bitmap *b, struct search *s, size_t g, unsigned c)
       run += WORD_BITS;
       continue;
     }
-    unsigned lo = ctz(x), hi = WORD_BITS - 1 - clz(x);
-    run += lo;
-    if (seen && run >= need && run_class(run) == c)
-      consider(s, pos + lo - run, run, c);
+    unsigned at = ctz(x);
+    run += at;
+    if (seen && run && run_class(run) == c)
+      consider(s, pos + at - run, run, c);
     seen = 1;
-    run = clz(x);
-    if (need > WORD_BITS - 2 || lo == hi)
-      continue;
-    uint64_t starts =
-        run_starts(x, (unsigned)need) & (~(uint64_t)0 << lo) & (((uint64_t)1 << hi) - 1);
-    while (starts && !s->done) {
-      unsigned at = ctz(starts), len = ctz(x >> at);
-      if (run_class(len) == c)
-        consider(s, pos + at, len, c);
-      starts &= ~(uint64_t)0 << (at + len); /* at + len <= hi < 64 */
+    uint64_t y = x >> at;
+    while (x != ~(uint64_t)0 && !s->done) {
+      unsigned o = ctz(~y); /* past used blocks; the top bits are clear, so ~y != 0 */
+      y >>= o;
+      at += o;
+      if (!y)
+        break; /* what is left is the word's free tail */
+      unsigned z = ctz(y);
+      if (run_class(z) == c)
+        consider(s, pos + at, z, c);
+      y >>= z;
+      at += z;
     }
+    run = clz(x);
   }
 }
 
@@ -696,12 +693,14 @@ static void mark_run(struct bitmap *b, size_t a, size_t n) {
 /* Moves the metadata to a run at block `at` covering cap blocks; the new run lies in a
  * free hole or above the break, so it does not overlap the old one. */
 static void move_map(struct bitmap *b, size_t at, size_t cap) {
+  refresh(b); /* so that every longest[] is right and can be copied */
   size_t old_at = b->map_at, old_mb = b->map_runs;
   int was_last = old_at + old_mb == b->top;
   /* Free the old run in the old bitmaps first: a smaller cap may not reach it. */
   clear_range(b->used, old_at, old_mb);
   b->ends[bit_word(old_at + old_mb - 1)] &= ~bit_mask(old_at + old_mb - 1);
   uint64_t *old_used = b->used, *old_ends = b->ends;
+  uint8_t *old_longest = b->longest;
   size_t old_words = b->cap / WORD_BITS, words = cap / WORD_BITS;
   size_t keep = old_words < words ? old_words : words; /* a smaller cap covers every used block */
   place_map(b, at, cap);
@@ -709,8 +708,15 @@ static void move_map(struct bitmap *b, size_t at, size_t cap) {
   memset(b->used + keep, 0, (words - keep) * sizeof *b->used);
   memcpy(b->ends, old_ends, keep * sizeof *b->ends);
   memset(b->ends + keep, 0, (words - keep) * sizeof *b->ends);
+  memcpy(b->longest, old_longest, keep);
+  memset(b->longest + keep, WORD_BITS, words - keep);
   set_range(b->used, at, b->map_runs);
   b->ends[bit_word(at + b->map_runs - 1)] |= bit_mask(at + b->map_runs - 1);
+  /* longest[] was right before the move but for the two runs that changed. */
+  for (size_t w = bit_word(at); w <= bit_word(at + b->map_runs - 1); w++)
+    b->longest[w] = word_longest(b->used[w]);
+  for (size_t w = bit_word(old_at); w <= bit_word(old_at + old_mb - 1) && w < words; w++)
+    b->longest[w] = word_longest(b->used[w]);
   if (was_last)
     b->top = prev_set_end(b, old_at < cap ? old_at : cap);
   if (at + b->map_runs > b->top)
@@ -746,12 +752,13 @@ static int grow_map(struct bitmap *b, size_t need) {
 }
 
 /* The break came down to the metadata run: move it into a lower hole if one holds it, with
- * a capacity cut down to what the heap below it needs. */
+ * its capacity cut to what the heap below it needs when it covers more than three times
+ * that. */
 static void sink_map(struct bitmap *b) {
   b->sink_credit = 0;
   size_t cap = cap_for(b, b->map_at);
-  if (cap > b->cap)
-    cap = b->cap;
+  if (cap > b->cap / 3)
+    cap = b->cap; /* cut the capacity only when it is far too big: no grow-shrink cycles */
   size_t at = find_run(b, map_blocks(b, cap), (struct align){1, 0}, 0);
   if (at < b->map_at)
     move_map(b, at, cap);
@@ -789,25 +796,45 @@ static size_t at_break(struct bitmap *b, size_t n, struct align al) {
   }
 }
 
-/* First fit's shortcut: the first free run, when it is long enough, is the first fit. */
-static size_t first_free_run(struct bitmap *b, size_t n) {
-  size_t a = next_clear(b, b->low);
+#define PROBE_RUNS 8 /* free runs first fit tries one by one before asking the tree */
+
+/* First fit's shortcut: walks the free runs from the hint, in address order, and takes the
+ * first that holds n blocks (that is the first fit). Returns SIZE_MAX when the walk gave
+ * up (the tree must answer), or top when no run below the break can hold n. The walk goes
+ * past the first run only while doing so has been finding fits more often than not. */
+static size_t probe_runs(struct bitmap *b, size_t n) {
+  size_t top = b->top, a = next_clear(b, b->low);
+  int limit = b->probe_score >= 0 ? PROBE_RUNS : 1;
   b->low = a;
-  if (n > b->top - a || next_set(b->used, a, a + n) != a + n)
-    return SIZE_MAX;
-  b->low = a + n;
-  return a;
+  for (int tries = 0; tries < limit; tries++) {
+    if (a >= top || n > top - a)
+      return top; /* runs from a on end before the break, which is in use */
+    size_t j = next_set(b->used, a, a + n);
+    if (j == a + n) {
+      if (a == b->low)
+        b->low = a + n;
+      else if (b->probe_score < 4 * PROBE_RUNS)
+        b->probe_score += 4; /* a fit found past the first run saves a tree search */
+      return a;
+    }
+    a = next_clear(b, j + 1);
+  }
+  if (b->probe_score > -4 * PROBE_RUNS)
+    b->probe_score--;
+  return SIZE_MAX;
 }
 
 static void *alloc_blocks(struct bitmap *b, size_t n, struct align al) {
   size_t a = SIZE_MAX;
-  int search = 1;
   if (b->fit == FIT_FIRST && al.ab == b->base_ab) {
-    a = first_free_run(b, n);
-    search = b->low < b->top; /* else no block below the break is free */
-  }
-  if (a == SIZE_MAX && search)
+    a = probe_runs(b, n);
+    if (a == b->top)
+      a = SIZE_MAX; /* straight to the break */
+    else if (a == SIZE_MAX)
+      a = find_run(b, n, al, 0);
+  } else {
     a = find_run(b, n, al, b->fit == FIT_BEST);
+  }
   if (a == SIZE_MAX) {
     a = at_break(b, n, al);
     if (a == SIZE_MAX)
@@ -842,6 +869,8 @@ static void format(struct bitmap *b) {
   b->top = b->map_runs;
   b->low = b->top;
   b->sink_credit = 0;
+  for (size_t w = 0; w < b->cap / WORD_BITS; w++)
+    b->longest[w] = word_longest(b->used[w]);
   rebuild_tree(b);
 }
 

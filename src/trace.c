@@ -49,7 +49,7 @@ struct parser {
   uint32_t *free_slots;
   size_t n_free_slots, cap_slots;
   uint64_t live;
-  uint8_t word; /* the event being read, stored in the ops it emits */
+  uint8_t word;   /* the event being read, stored in the ops it emits */
   char quote[64]; /* excerpt()'s buffer */
 };
 
@@ -157,8 +157,7 @@ static int emit(struct parser *ps, uint8_t kind, uint32_t slot, uint64_t size, u
     t->line = line;
     t->cap = cap;
   }
-  t->ops[t->n_ops] =
-      (struct trace_op){
+  t->ops[t->n_ops] = (struct trace_op){
       .size = size, .arg = arg, .slot = slot, .kind = kind, .word = ps->word, .thread = thread};
   t->line[t->n_ops] = ps->line;
   t->n_ops++;
