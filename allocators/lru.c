@@ -23,6 +23,9 @@
  * knowing its class; the oldest block of all is also the oldest of its class, so its
  * class-list successor is its class's head, which names the class on eviction.
  *
+ * Stats: footprint and meta_bytes are the inner module's plus the instance and the list
+ * heads; the inner module's counters follow lru's own while there is room.
+ *
  * Cost: hit O(1) (two unlinks); miss, the inner malloc; free O(1) plus the evictions it
  * causes (each an inner free). Counters: hits, misses, evictions, cached (bytes held now).
  * Weaknesses: rounding to classes wastes up to 1/classes per block; cached blocks are

@@ -509,10 +509,10 @@ static unsigned char *read_file(const char *path, size_t *ret_len, char *err, si
       free(buf);
     buf = b;
   }
-  int bad = ferror(f);
+  int bad = ferror(f) ? (errno ? errno : EIO) : 0; /* fread's reason: a directory, say */
   fclose(f);
   if (!buf || bad) {
-    snprintf(err, errlen, "%s: cannot read: %s", path, buf ? strerror(EIO) : "out of memory");
+    snprintf(err, errlen, "%s: cannot read: %s", path, buf ? strerror(bad) : "out of memory");
     free(buf);
     return NULL;
   }

@@ -363,7 +363,7 @@ if "$H" --help | grep -q -- --config; then
   expect 2 'deep.yaml:1:10:' 'traces: expected a file name or a glob, found a list' \
     -- --config=deep.yaml
   expect 2 'missing.yaml: cannot read: No such file or directory' -- --config=missing.yaml
-  expect 2 'adir: cannot read' -- --config=adir
+  expect 2 'adir: cannot read: Is a directory' -- --config=adir
   cfg crlf.yaml 'traces: [good.trace]\r\nreps: 1\r\n'
   expect 0 -- --config=crlf.yaml
 else

@@ -47,6 +47,19 @@ else:
 EOF
 }
 
+# children PID: the processes whose parent is PID (read from /proc: no procps needed).
+children() {
+  local f rest pid
+  for f in /proc/[0-9]*/stat; do
+    read -r rest 2>/dev/null <"$f" || continue
+    pid=${rest%% *}
+    rest=${rest##*) } # past the command name, which may hold spaces: "STATE PPID ..."
+    rest=${rest#* }
+    [ "${rest%% *}" = "$1" ] && echo "$pid"
+  done
+  return 0
+}
+
 # wait_rows PARTIAL N PID: waits until PARTIAL holds N rows besides the header (or PID ends).
 wait_rows() {
   for _ in $(seq 1200); do
@@ -69,7 +82,7 @@ for sig in INT TERM; do
     wait "$pid"
     continue
   fi
-  child=$(pgrep -P "$pid" | head -1)
+  child=$(children "$pid" | head -1)
   kill -s "$sig" "$pid"
   wait "$pid"
   rc=$?
@@ -100,7 +113,7 @@ done
 pid=$!
 child=""
 for _ in $(seq 1200); do # the CSV is opened after the modules' probes: then a child is a cell
-  [ -f "$T/kill.csv.partial" ] && child=$(pgrep -P "$pid" | head -1)
+  [ -f "$T/kill.csv.partial" ] && child=$(children "$pid" | head -1)
   [ -n "$child" ] && break
   sleep 0.05
 done

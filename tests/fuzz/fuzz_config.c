@@ -2,8 +2,8 @@
  * Fuzz target: experiment files (--config), read through the command line's own path
  * (cli_parse with --config=FILE), so that the YAML reader, every setting's check and the
  * module list they build run as for a user. The bytes go to a memory file (memfd); globs in
- * `traces` expand in an empty directory. A refusal must say why (main.c escapes control
- * bytes when it prints the message).
+ * `traces` expand in an empty, deleted directory. A refusal must say why (main.c escapes
+ * control bytes when it prints the message).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,7 +20,8 @@ static char arg[64];
 static void setup(void) {
   char dir[] = "/tmp/fuzz_config.XXXXXX";
   fd = memfd_create("fuzz.yaml", 0);
-  if (fd < 0 || !mkdtemp(dir) || chdir(dir) != 0)
+  /* The directory is removed at once: the process stays in it, empty, and leaves nothing. */
+  if (fd < 0 || !mkdtemp(dir) || chdir(dir) != 0 || rmdir(dir) != 0)
     abort();
   snprintf(arg, sizeof arg, "--config=/proc/self/fd/%d", fd);
 }
