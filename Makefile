@@ -31,7 +31,7 @@ test: deps build
 # The whole suite with ASan and UBSan (UB aborts: halt_on_error), in its own build.
 sanitize: deps
 	test -f build-asan/build.ninja || \
-	  meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false
+	  meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false $(MESON_OPTS)
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 meson test -C build-asan --print-errorlogs
 
 # Each libFuzzer target for FUZZ_SECONDS (default 60) in build-fuzz (clang).
