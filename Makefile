@@ -7,7 +7,8 @@ MESON_OPTS += -Dwerror=true
 endif
 CONFIG ?= experiments/default.yaml
 
-.PHONY: all deps build run test bench plots baseline gate format format-check clean sanitize fuzz
+.PHONY: all deps build run test bench plots baseline gate format format-check clean sanitize fuzz \
+  tsan
 
 all: build
 
@@ -34,12 +35,23 @@ sanitize: deps
 	  meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false $(MESON_OPTS)
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 meson test -C build-asan --print-errorlogs
 
+# The multi-threaded test (tests/test_mt.c: every thread-safe module, 50 runs each, cross-thread
+# frees) under ThreadSanitizer, in its own clang build: any data race fails it. The reference
+# modules are left out (sanitizers refuse RTLD_DEEPBIND); TSan slows the test about 3 times.
+tsan: deps
+	test -f build-tsan/build.ninja || \
+	  CC=clang meson setup build-tsan -Db_sanitize=thread -Db_lundef=false $(MESON_OPTS)
+	ninja -C build-tsan tests/test_mt
+	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+	  meson test -C build-tsan --no-rebuild --print-errorlogs --timeout-multiplier 4 mt
+
 # Each libFuzzer target for FUZZ_SECONDS (default 60) in build-fuzz (clang).
 fuzz: deps
 	scripts/fuzz
 
 bench: deps build
 	scripts/bench-overhead
+	scripts/bench-load
 
 # Figures of the newest results/*.csv, or of CSV=FILE, under results/plots/ (scripts/plots).
 plots: deps

@@ -66,6 +66,11 @@ struct alloc_stats {
   size_t meta_bytes; /* bytes of headers, tags, bitmaps and tables currently in use */
   int n_counters;
   struct alloc_counter counter[ALLOC_MAX_COUNTERS];
+  /* Hardened modules: bad frees and overruns detected (and survived) so far, and what the
+   * latest one was ("a double free", a static string), or NULL. The measured pass compares
+   * the count after every op to report the trace line of the first detection. */
+  uint64_t detections;
+  const char *detection;
 };
 
 struct alloc_methods {

@@ -19,9 +19,23 @@
  * by pools needing a chunk (both split a larger run). realloc of a run shrinks in place or
  * grows into the break or a free neighbour.
  *
+ * Threads (as tcmalloc's thread caches, or Bonwick's magazines in front of a depot): the
+ * pools and the chunk level above are the depot, behind one mutex. Each thread that calls
+ * in gets a cache of its own, carved from the heap at its first call: per class, a list of
+ * at most `cache` blocks (and at most one chunk's worth). malloc pops from it and free
+ * pushes onto it, with no lock and no atomic read-modify-write; an empty list takes half a
+ * list's worth from the depot under the lock, a full one gives half back. A block freed by
+ * another thread than its allocator's simply joins the freeing thread's cache (blocks carry
+ * no owner), and returns to the depot with the next batch. A thread finds its cache through
+ * a thread-local entry naming the instance by a number unique in the process (renewed by
+ * reset), so an entry left from a destroyed instance, even one made again at the same
+ * address, is never used. Large blocks always take the lock. cache=0 sends everything
+ * through the lock.
+ *
  * Cost: small malloc and free are O(1): the class from a shift or a count-leading-zeros,
- * then a pop or push; carving a new chunk is O(1). Large malloc/free are O(1) for runs of
- * under 64 chunks, a scan of one or two power-of-two bins above.
+ * then a pop or push; carving a new chunk is O(1). With caches, a thread-local load and a
+ * compare come first, and one lock round trip per half list of blocks. Large malloc/free are O(1)
+ * for runs of under 64 chunks, a scan of one or two power-of-two bins above.
  *
  * Weaknesses: internal fragmentation up to 50% with power-of-two classes (step= trades it
  * for more pools); chunks never move between classes, so a phase change (many small blocks
@@ -29,13 +43,20 @@
  * use holds at least one chunk; large blocks round up to whole chunks; no memalign (a block
  * freed by its size must come from that size's pool, and pool blocks are only aligned to
  * their size's power of two at best), so the harness over-allocates for aligned requests.
+ * Caches hold memory: up to `cache` blocks per class per thread stay out of the pools
+ * (the counter `cached` shows how many at the end), and a thread that exits leaves its
+ * cache as it is (no exit hook). Up to 64 threads per instance get a cache; further ones
+ * use the depot, under the lock, for every call.
  *
  * Reference: D. E. Knuth, TAOCP vol. 1, 2.5 (fixed-size blocks on an available-space
  * list); P. R. Wilson, M. S. Johnstone, M. Neely, D. Boles, "Dynamic Storage Allocation: A
- * Survey and Critical Review", IWMM 1995 (simple segregated storage).
+ * Survey and Critical Review", IWMM 1995 (simple segregated storage); J. Bonwick, J. Adams,
+ * "Magazines and Vmem", USENIX 2001 (per-CPU caches in front of a depot); S. Ghemawat,
+ * P. Menage, "TCMalloc: Thread-Caching Malloc" (per-thread lists moved in batches).
  */
 #include "alloc.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -44,6 +65,7 @@
 #define BIN_WORDS (N_BINS / 64)
 #define MIN_CHUNK ((size_t)4 << 10)
 #define MAX_CHUNK ((size_t)1 << 30)
+#define MAX_THREADS 64 /* threads with a cache, per instance */
 
 /* One class: freed blocks, and the part of its newest chunk never handed out. */
 struct pool {
@@ -64,22 +86,50 @@ static const char *const counter_names[N_COUNTERS] = {
     "chunks_new", "chunks_reused", "large_runs", "run_splits", "run_coalesces", "top_trims",
 };
 
+/* A thread's cache of one class: freed blocks on an intrusive list, at most `limit`. */
+struct tbin {
+  void *head;
+  uint32_t n, limit;
+};
+
+/* One thread's caches, carved from the heap at its first call. */
+struct tcache {
+  uint64_t hits;
+  struct tbin bin[];
+};
+
+struct tslot {
+  uint64_t thread; /* the owner's number */
+  struct tcache *tc;
+};
+
+enum { T_HITS, T_REFILLS, T_FLUSHES, T_WAITS, T_CACHED, N_TCOUNTERS };
+
 struct pheap {
-  /* hot: small path */
+  /* read-mostly: every thread reads these on every call */
   size_t max_small;
   unsigned step_shift; /* linear classes: log2(step) */
   int linear;
-  /* chunk level */
+  uint64_t id;  /* unique in the process, renewed by reset: names the instance in TLS */
+  size_t cache; /* blocks per class per thread; 0: no caches */
   size_t chunk;
   unsigned chunk_shift;
-  char *top, *end, *heap, *base;
+  char *end, *heap, *base;
   uint64_t *bits; /* one per chunk of the heap */
   size_t bit_words;
   size_t fixed_meta;
+  size_t n_pools;
+  /* the depot: everything below is used under the lock, on lines of its own */
+  _Alignas(64) pthread_mutex_t lock;
+  char *top;
   uint64_t bin_map[BIN_WORDS];
   struct run *bin[N_BINS];
   uint64_t counter[N_COUNTERS];
-  size_t n_pools;
+  uint64_t refills, flushes, waits;
+  uint64_t old_hits; /* of caches a reset dropped */
+  size_t cache_meta; /* bytes of thread caches */
+  unsigned n_slots;
+  struct tslot slot[MAX_THREADS];
   struct pool pool[];
 };
 
@@ -93,10 +143,14 @@ static const struct alloc_param pool_params[] = {
     {"chunk", "64K",
      "bytes a pool takes from the region at a time, a power of two from 4K "
      "to 1G, at least max"},
+    {"cache", "64",
+     "blocks each thread caches per class (at most a chunk's worth), 0 to 65536; "
+     "0: every call takes the lock"},
     {NULL, NULL, NULL},
 };
 
-static const char *const pool_variants[] = {"step=64", "max=1K", "chunk=1M", NULL};
+static const char *const pool_variants[] = {"step=64", "max=1K",  "chunk=1M",
+                                            "cache=0", "cache=1", NULL};
 
 /* ---- small helpers ---- */
 
@@ -132,17 +186,20 @@ static uint64_t *bit_word(const struct pheap *h, const char *c, uint64_t *ret_ma
 
 static int bit_test(const struct pheap *h, const char *c) {
   uint64_t m;
-  return (*bit_word(h, c, &m) & m) != 0;
+  const uint64_t *w = bit_word(h, c, &m); /* m is set by the call: read it after */
+  return (*w & m) != 0;
 }
 
 static void bit_set(struct pheap *h, const char *c) {
   uint64_t m;
-  *bit_word(h, c, &m) |= m;
+  uint64_t *w = bit_word(h, c, &m);
+  *w |= m;
 }
 
 static void bit_clear(struct pheap *h, const char *c) {
   uint64_t m;
-  *bit_word(h, c, &m) &= ~m;
+  uint64_t *w = bit_word(h, c, &m);
+  *w &= ~m;
 }
 
 /* ---- chunk level: free runs in bins ---- */
@@ -320,13 +377,10 @@ static int large_resize(struct pheap *h, char *p, size_t old_size, size_t new_si
   return 0;
 }
 
-/* ---- the interface ---- */
+/* ---- the depot: one thread at a time, under the lock ---- */
 
-static void *pool_malloc(void *st, size_t size) {
-  struct pheap *h = st;
-  if (size > h->max_small)
-    return large_malloc(h, size);
-  struct pool *p = &h->pool[pool_index(h, size)];
+/* A block of pool p: its free list's head, or a new one carved. */
+static void *pool_take(struct pheap *h, struct pool *p) {
   void *b = p->free;
   if (b) {
     p->free = *(void **)b;
@@ -335,52 +389,298 @@ static void *pool_malloc(void *st, size_t size) {
   return pool_carve(h, p);
 }
 
-static void pool_free(void *st, void *b, size_t size) {
-  struct pheap *h = st;
-  if (!b)
-    return;
-  if (size > h->max_small) {
-    chunk_free(h, b, chunks_of(h, size));
-    return;
-  }
-  struct pool *p = &h->pool[pool_index(h, size)];
+static void pool_put(struct pool *p, void *b) {
   *(void **)b = p->free;
   p->free = b;
 }
 
-static void *pool_realloc(void *st, void *b, size_t old_size, size_t new_size) {
-  struct pheap *h = st;
-  if (old_size <= h->max_small) {
-    if (new_size <= h->max_small && pool_index(h, new_size) == pool_index(h, old_size))
-      return b;
-  } else if (new_size > h->max_small && large_resize(h, b, old_size, new_size)) {
-    return b;
-  }
-  void *q = pool_malloc(h, new_size);
-  if (!q)
-    return NULL;
-  memcpy(q, b, min_size(old_size, new_size));
-  pool_free(h, b, old_size);
-  return q;
+static void *depot_malloc(struct pheap *h, size_t size) {
+  if (size > h->max_small)
+    return large_malloc(h, size);
+  return pool_take(h, &h->pool[pool_index(h, size)]);
 }
 
-static size_t pool_usable_size(void *st, void *b, size_t size) {
-  struct pheap *h = st;
-  (void)b;
+static void depot_free(struct pheap *h, void *b, size_t size) {
+  if (size > h->max_small)
+    chunk_free(h, b, chunks_of(h, size));
+  else
+    pool_put(&h->pool[pool_index(h, size)], b);
+}
+
+static void lock(struct pheap *h) {
+  if (pthread_mutex_trylock(&h->lock) != 0) {
+    pthread_mutex_lock(&h->lock);
+    h->waits++; /* under the lock */
+  }
+}
+
+static void unlock(struct pheap *h) {
+  pthread_mutex_unlock(&h->lock);
+}
+
+/* ---- thread caches ----
+ * A cache belongs to one thread: only its owner touches its lists. Its counts and hits are
+ * written with relaxed atomic stores (plain moves on x86) so that stats may read them. */
+
+/* Process-wide sources of unique numbers, for threads and for instances (renewed at reset),
+ * so a thread's TLS entry can never name a destroyed or reset instance, even one made again
+ * at the same address. They are not instance state. */
+static uint64_t last_instance, last_thread;
+
+/* This thread's entry: the instance it last called and its cache there (NULL: none).
+ * initial-exec: one %fs-relative load, as the module is linked into executables. */
+static _Thread_local struct {
+  uint64_t id;
+  struct tcache *tc;
+} tls __attribute__((tls_model("initial-exec")));
+static _Thread_local uint64_t tls_thread __attribute__((tls_model("initial-exec")));
+
+static uint64_t new_instance_id(void) {
+  return __atomic_add_fetch(&last_instance, 1, __ATOMIC_RELAXED);
+}
+
+static uint64_t thread_number(void) {
+  if (!tls_thread)
+    tls_thread = __atomic_add_fetch(&last_thread, 1, __ATOMIC_RELAXED);
+  return tls_thread;
+}
+
+static void set_count(uint32_t *n, uint32_t v) {
+  __atomic_store_n(n, v, __ATOMIC_RELAXED);
+}
+
+static size_t cache_bytes(const struct pheap *h) {
+  return alloc_align_up(sizeof(struct tcache) + h->n_pools * sizeof(struct tbin), 64);
+}
+
+/* Bytes a block of `size` requested bytes occupies. */
+static size_t room_of(const struct pheap *h, size_t size) {
   if (size <= h->max_small)
     return h->pool[pool_index(h, size)].size;
   return chunks_of(h, size) << h->chunk_shift;
 }
 
+/* Under the lock: a new cache, carved from the heap like any block (a 64-byte multiple, so
+ * no two threads' caches share a cache line). A list holds at most a chunk's worth. */
+static struct tcache *cache_make(struct pheap *h) {
+  size_t bytes = cache_bytes(h);
+  struct tcache *tc = depot_malloc(h, bytes);
+  if (!tc)
+    return NULL;
+  tc->hits = 0;
+  for (size_t i = 0; i < h->n_pools; i++) {
+    size_t fit = h->chunk / h->pool[i].size;
+    size_t limit = h->cache < fit ? h->cache : fit;
+    tc->bin[i] = (struct tbin){NULL, 0, (uint32_t)limit};
+  }
+  h->cache_meta += room_of(h, bytes);
+  return tc;
+}
+
+/* The calling thread's cache in h, made at its first call; NULL when caching is off or all
+ * slots are taken (the thread then always uses the depot) or the heap is full (tried again
+ * at the next call). */
+static __attribute__((noinline)) struct tcache *cache_claim(struct pheap *h) {
+  uint64_t me = thread_number();
+  struct tcache *tc = NULL;
+  int settled = 1;
+  lock(h);
+  for (unsigned i = 0; i < h->n_slots && !tc; i++)
+    if (h->slot[i].thread == me)
+      tc = h->slot[i].tc;
+  if (!tc && h->cache && h->n_slots < MAX_THREADS) {
+    tc = cache_make(h);
+    if (tc)
+      h->slot[h->n_slots++] = (struct tslot){me, tc};
+    settled = tc != NULL;
+  }
+  unlock(h);
+  if (settled) {
+    tls.id = h->id;
+    tls.tc = tc;
+  }
+  return tc;
+}
+
+static inline struct tcache *my_cache(struct pheap *h) {
+  if (tls.id == h->id)
+    return tls.tc;
+  return cache_claim(h);
+}
+
+/* List i is empty: half a list's worth of blocks from the depot, then one of them. */
+static __attribute__((noinline)) void *cache_refill(struct pheap *h, struct tcache *tc, size_t i) {
+  struct tbin *b = &tc->bin[i];
+  uint32_t want = (b->limit + 1) / 2, n = 0;
+  void *head = NULL;
+  lock(h);
+  h->refills++;
+  for (; n < want; n++) {
+    void *blk = pool_take(h, &h->pool[i]);
+    if (!blk)
+      break;
+    *(void **)blk = head;
+    head = blk;
+  }
+  unlock(h);
+  if (!head)
+    return NULL;
+  b->head = *(void **)head;
+  set_count(&b->n, n - 1);
+  return head;
+}
+
+/* List i is full: half of it goes back to the depot, then blk joins it. */
+static __attribute__((noinline)) void cache_flush_put(struct pheap *h, struct tcache *tc, size_t i,
+                                                      void *blk) {
+  struct tbin *b = &tc->bin[i];
+  uint32_t give = (b->limit + 1) / 2;
+  lock(h);
+  h->flushes++;
+  for (uint32_t k = 0; k < give; k++) {
+    void *out = b->head;
+    b->head = *(void **)out;
+    pool_put(&h->pool[i], out);
+  }
+  unlock(h);
+  *(void **)blk = b->head;
+  b->head = blk;
+  set_count(&b->n, b->n - give + 1);
+}
+
+static inline void *cache_pop(struct pheap *h, struct tcache *tc, size_t i) {
+  struct tbin *b = &tc->bin[i];
+  void *blk = b->head;
+  if (!blk)
+    return cache_refill(h, tc, i);
+  b->head = *(void **)blk;
+  set_count(&b->n, b->n - 1);
+  __atomic_store_n(&tc->hits, tc->hits + 1, __ATOMIC_RELAXED);
+  return blk;
+}
+
+static inline void cache_push(struct pheap *h, struct tcache *tc, size_t i, void *blk) {
+  struct tbin *b = &tc->bin[i];
+  if (b->n == b->limit) {
+    cache_flush_put(h, tc, i, blk);
+    return;
+  }
+  *(void **)blk = b->head;
+  b->head = blk;
+  set_count(&b->n, b->n + 1);
+}
+
+/* The thread's cache is ready when its entry names h and holds one. */
+static inline struct tcache *ready_cache(const struct pheap *h) {
+  return tls.id == h->id ? tls.tc : NULL;
+}
+
+/* What the fast paths below leave: large blocks, a thread's first call (which makes its
+ * cache), caching off. Kept out of line (noinline), like refills and flushes, so that the
+ * fast paths save no registers. */
+static __attribute__((noinline)) void *malloc_slow(struct pheap *h, size_t size) {
+  struct tcache *tc = size <= h->max_small ? my_cache(h) : NULL;
+  if (tc)
+    return cache_pop(h, tc, pool_index(h, size));
+  lock(h);
+  void *blk = depot_malloc(h, size);
+  unlock(h);
+  return blk;
+}
+
+static __attribute__((noinline)) void free_slow(struct pheap *h, void *blk, size_t size) {
+  struct tcache *tc = size <= h->max_small ? my_cache(h) : NULL;
+  if (tc) {
+    cache_push(h, tc, pool_index(h, size), blk);
+    return;
+  }
+  lock(h);
+  depot_free(h, blk, size);
+  unlock(h);
+}
+
+/* ---- the interface ---- */
+
+static void *pool_malloc(void *st, size_t size) {
+  struct pheap *h = st;
+  struct tcache *tc = ready_cache(h);
+  if (size > h->max_small || !tc)
+    return malloc_slow(h, size);
+  return cache_pop(h, tc, pool_index(h, size));
+}
+
+static void pool_free(void *st, void *blk, size_t size) {
+  struct pheap *h = st;
+  struct tcache *tc = ready_cache(h);
+  if (!blk)
+    return;
+  if (size > h->max_small || !tc) {
+    free_slow(h, blk, size);
+    return;
+  }
+  cache_push(h, tc, pool_index(h, size), blk);
+}
+
+/* Moves through malloc and free, so the copy happens outside the lock. */
+static void *pool_realloc(void *st, void *blk, size_t old_size, size_t new_size) {
+  struct pheap *h = st;
+  if (old_size <= h->max_small) {
+    if (new_size <= h->max_small && pool_index(h, new_size) == pool_index(h, old_size))
+      return blk;
+  } else if (new_size > h->max_small) {
+    lock(h);
+    int done = large_resize(h, blk, old_size, new_size);
+    unlock(h);
+    if (done)
+      return blk;
+  }
+  void *q = pool_malloc(h, new_size);
+  if (!q)
+    return NULL;
+  memcpy(q, blk, min_size(old_size, new_size));
+  pool_free(h, blk, old_size);
+  return q;
+}
+
+/* Reads only what init and reset write. */
+static size_t pool_usable_size(void *st, void *blk, size_t size) {
+  (void)blk;
+  return room_of(st, size);
+}
+
+/* Blocks sitting in thread caches, and their hits (their owners may be running). */
+static void cache_totals(const struct pheap *h, uint64_t *ret_cached, uint64_t *ret_hits) {
+  *ret_cached = 0;
+  *ret_hits = h->old_hits;
+  for (unsigned s = 0; s < h->n_slots; s++) {
+    struct tcache *tc = h->slot[s].tc;
+    *ret_hits += __atomic_load_n(&tc->hits, __ATOMIC_RELAXED);
+    for (size_t i = 0; i < h->n_pools; i++)
+      *ret_cached += __atomic_load_n(&tc->bin[i].n, __ATOMIC_RELAXED);
+  }
+}
+
 static void pool_stats(void *st, struct alloc_stats *ret) {
   struct pheap *h = st;
+  lock(h);
   *ret = (struct alloc_stats){
       .footprint = (size_t)(h->top - h->base),
-      .meta_bytes = h->fixed_meta,
+      .meta_bytes = h->fixed_meta + h->cache_meta,
       .n_counters = N_COUNTERS,
   };
   for (int i = 0; i < N_COUNTERS; i++)
     ret->counter[i] = (struct alloc_counter){counter_names[i], h->counter[i]};
+  if (h->cache) {
+    /* Caches on: the pools' growth, then what the caches do. */
+    uint64_t cached, hits;
+    cache_totals(h, &cached, &hits);
+    ret->counter[1] = (struct alloc_counter){"cache_hits", hits};
+    ret->counter[2] = (struct alloc_counter){"depot_refills", h->refills};
+    ret->counter[3] = (struct alloc_counter){"depot_flushes", h->flushes};
+    ret->counter[4] = (struct alloc_counter){"lock_waits", h->waits};
+    ret->counter[5] = (struct alloc_counter){"cached", cached};
+  }
+  unlock(h);
 }
 
 /* ---- set-up ---- */
@@ -401,14 +701,25 @@ static void format(struct pheap *h) {
   memset(h->bits, 0, h->bit_words * sizeof *h->bits);
   memset(h->bin_map, 0, sizeof h->bin_map);
   memset(h->bin, 0, sizeof h->bin);
+  /* The caches lived in the heap: every thread's entry must go stale. */
+  for (unsigned i = 0; i < h->n_slots; i++)
+    h->old_hits += h->slot[i].tc->hits;
+  h->n_slots = 0;
+  h->cache_meta = 0;
+  h->id = new_instance_id();
 }
 
-static int parse(const struct alloc_args *args, size_t *max, size_t *step, size_t *chunk, char *err,
-                 size_t errlen) {
+static int parse(const struct alloc_args *args, size_t *max, size_t *step, size_t *chunk,
+                 size_t *cache, char *err, size_t errlen) {
   if (alloc_arg_size(args, "max", max, err, errlen) ||
       alloc_arg_size(args, "step", step, err, errlen) ||
-      alloc_arg_size(args, "chunk", chunk, err, errlen))
+      alloc_arg_size(args, "chunk", chunk, err, errlen) ||
+      alloc_arg_size(args, "cache", cache, err, errlen))
     return -1;
+  if (*cache > 65536) {
+    snprintf(err, errlen, "cache must be from 0 to 65536 blocks");
+    return -1;
+  }
   if (!alloc_is_pow2(*chunk) || *chunk < MIN_CHUNK || *chunk > MAX_CHUNK) {
     snprintf(err, errlen, "chunk must be a power of two from 4K to 1G");
     return -1;
@@ -426,8 +737,8 @@ static int parse(const struct alloc_args *args, size_t *max, size_t *step, size_
 
 static int pool_init(void **ret_st, void *base, size_t size, const struct alloc_args *args,
                      char *err, size_t errlen) {
-  size_t max, step, chunk;
-  if (parse(args, &max, &step, &chunk, err, errlen))
+  size_t max, step, chunk, cache;
+  if (parse(args, &max, &step, &chunk, &cache, err, errlen))
     return -1;
   char *b = base;
   char *end = b + size;
@@ -453,7 +764,11 @@ static int pool_init(void **ret_st, void *base, size_t size, const struct alloc_
   h->bit_words = bit_words;
   h->n_pools = n_pools;
   h->fixed_meta = (size_t)((char *)(bits + bit_words) - (char *)h);
+  h->cache = cache;
   memset(h->counter, 0, sizeof h->counter); /* kept across resets */
+  h->refills = h->flushes = h->waits = h->old_hits = 0;
+  h->n_slots = 0;
+  pthread_mutex_init(&h->lock, NULL);
   format(h);
   *ret_st = h;
   return 0;
@@ -464,15 +779,17 @@ static void pool_reset(void *st) {
 }
 
 static void pool_destroy(void *st) {
-  (void)st;
+  struct pheap *h = st;
+  pthread_mutex_destroy(&h->lock);
 }
 
 const struct alloc_methods alloc_pool = {
     .name = "pool",
-    .summary = "fixed-size block pools per size class, chunks carved lazily; large blocks get "
-               "chunk runs",
+    .summary = "fixed-size block pools per size class, chunks carved lazily, per-thread caches; "
+               "large blocks get chunk runs",
     .params = pool_params,
     .variants = pool_variants,
+    .flags = ALLOC_THREAD_SAFE,
     .init = pool_init,
     .malloc = pool_malloc,
     .free = pool_free,

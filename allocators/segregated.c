@@ -36,6 +36,18 @@
  * writes. A large malloc or free walks one bin's distinct sizes from the nearer end: at most
  * half of range/16 (16 steps for 4-8 KiB with classes=fine, 128 with pow2). realloc is
  * O(1) when it stays in place, else malloc + copy + free.
+ * harden=1 (or harden=canary, harden=free for one check alone) takes a separate checked path;
+ * the plain one pays one flag test per call. free: an in-use chunk's payload no longer runs
+ * into the next chunk's footer slot; that slot holds a tag, a keyed hash of the chunk's address
+ * and size, which free verifies (and wipes) before trusting the header, so a pointer that is
+ * not a live block's (inside a block, outside the heap, freed already: the header's in-use
+ * bit tells a double free) is counted and ignored, never followed. canary: 8 keyed bytes
+ * right after the requested ones, checked at free: a one-byte overrun trips it (counted; the
+ * block is still freed). Hardened realloc always moves, so a stale pointer meets the checks.
+ * Not caught: a double free after the block's memory became another live block's (its
+ * header and tag are then that block's), overruns that skip the canary, corruption of free
+ * chunks' links (dlmalloc's "safe unlinking" would add a check per unlink).
+ *
  * Weaknesses: 8 bytes of header per block and a 32-byte minimum; coalescing at once means a
  * free/malloc churn of one size merges and splits neighbours again and again (dlmalloc 2.7
  * deferred it with "fastbins"); every large free pays the sorted insert; small requests
@@ -57,6 +69,8 @@
 #define SMALL_LIMIT ((size_t)N_SMALL * 16)
 #define FIRST_LARGE_POW 9 /* log2(SMALL_LIMIT) */
 #define MAP_WORDS 8       /* room for 512 bins */
+#define H_CANARY 1u       /* harden: 8 keyed bytes after each block, checked at free */
+#define H_FREE 2u         /* harden: tagged chunks, double and invalid frees caught */
 
 struct link {
   struct link *next, *prev;
@@ -76,11 +90,18 @@ struct seg {
   struct chunk *top; /* the wilderness: everything from here to end */
   struct chunk *dv;  /* designated victim, or NULL */
   size_t dv_size;
+  /* Bit w: map[w] != 0. Not next to map[0]: gcc then updated both with one 16-byte
+   * load and store, which stalls when either word was just written alone. */
+  uint64_t summary;
   size_t max_chunk; /* end - heap: no chunk can be bigger */
   size_t max_size;  /* the largest request whose chunk is smaller than max_chunk */
+  unsigned harden;  /* H_CANARY | H_FREE, or 0: the plain path */
+  size_t extra;     /* hardened: bytes added to each request (tag slot, canary) */
+  uint64_t key;     /* hardened: secret of the tags and canaries */
+  uint64_t double_frees, invalid_frees, canary_failures;
+  const char *last_detection;
   unsigned sub_bits, n_bins;
   bool use_dv;
-  uint64_t summary; /* bit w: map[w] != 0 */
   uint64_t map[MAP_WORDS];
   size_t n_inuse, n_free; /* chunks, for meta_bytes; n_free leaves out dv and top */
   uint64_t splits, coalesces, exact_hits, dv_hits, top_carves, walk_steps;
@@ -90,11 +111,15 @@ struct seg {
 static const struct alloc_param segregated_params[] = {
     {"classes", "fine", "large bins: fine (8 per power of two) or pow2 (1 per power of two)"},
     {"victim", "on", "designated victim (last split remainder) for small requests: on or off"},
+    {"harden", "0",
+     "1: canary and free checks; canary: 8 keyed bytes after each block, checked at free; "
+     "free: tagged chunks, double and invalid frees detected and ignored"},
     {0},
 };
 
-static const char *const segregated_variants[] = {"classes=pow2", "victim=off",
-                                                  "classes=pow2,victim=off", NULL};
+static const char *const segregated_variants[] = {
+    "classes=pow2",  "victim=off",  "classes=pow2,victim=off", "harden=1",
+    "harden=canary", "harden=free", "harden=1,classes=pow2",   NULL};
 
 static struct chunk *chunk_at(struct chunk *c, size_t off) {
   return (struct chunk *)((char *)c + off);
@@ -120,9 +145,13 @@ static struct chunk *list_chunk(struct link *l) {
   return (struct chunk *)((char *)l - offsetof(struct chunk, list));
 }
 
-/* Chunk size for n requested bytes: header plus payload, rounded to 16, at least 32. */
+/* Chunk size for n requested bytes (n <= max_size): header plus payload, rounded to 16, at
+ * least 32. Rounding gives 16 only for n <= 8, raised to 32 by the sign bit of s - 32, not
+ * by a comparison: gcc turned `s < 32` (and a ternary) into a branch that mispredicted on
+ * mixed tiny and small requests (a sixth of sqlite-orders' mallocs). */
 static size_t request_size(size_t n) {
-  return n <= MIN_CHUNK - HEADER ? MIN_CHUNK : (n + HEADER + 15) & ~FLAG_MASK;
+  size_t s = (n + HEADER + 15) & ~FLAG_MASK;
+  return s + (((s - MIN_CHUNK) >> 63) << 4);
 }
 
 /* Marks a chunk free: header with PINUSE (a free chunk's predecessor is always in use,
@@ -255,11 +284,14 @@ static inline void insert_chunk(struct seg *m, struct chunk *c, size_t s) {
     insert_large(m, c, s);
 }
 
-/* After ring_remove, a ring left with only its sentinel had c's two neighbours equal. */
+/* After ring_remove, a ring left with only its sentinel had c's two neighbours equal.
+ * Small bins are bits 0..31 of map[0]: the bit is cleared by arithmetic, not a branch, as
+ * whether the bin emptied is a coin toss on some traces (a third of gcc-cc1's unlinks). */
 static void unlink_small(struct seg *m, struct chunk *c, size_t s) {
   ring_remove(&c->list);
-  if (c->list.next == c->list.prev)
-    clear_bin(m, (unsigned)(s >> 4));
+  uint64_t emptied = c->list.next == c->list.prev;
+  m->map[0] &= ~(emptied << (s >> 4));
+  m->summary &= ~1ull | (m->map[0] != 0);
 }
 
 static inline void unlink_large(struct seg *m, struct chunk *c, size_t s) {
@@ -428,26 +460,26 @@ static void *carve_top(struct seg *m, size_t nb) {
   return chunk2mem(c);
 }
 
-/* Small request from the bins or the victim; NULL sends it to the top. */
+/* Takes the first chunk of small bin i (not empty) whole: its size is the request's, or 16
+ * bytes over, too little to split off. */
+static void *take_small(struct seg *m, unsigned i) {
+  size_t s = (size_t)i << 4;
+  struct chunk *c = list_chunk(m->bins[i].next);
+  m->n_free--;
+  unlink_small(m, c, s);
+  c->head |= CINUSE;
+  chunk_at(c, s)->head |= PINUSE;
+  m->n_inuse++;
+  m->exact_hits++;
+  return chunk2mem(c);
+}
+
+/* Small request that neither its bin nor the next one up can serve: the victim, else a
+ * split of the smallest chunk of the first non-empty bigger bin; NULL sends it to the top. */
 static void *malloc_small(struct seg *m, size_t nb) {
-  unsigned i = (unsigned)(nb >> 4);
-  uint32_t bits = (uint32_t)m->map[0] >> i; /* the small bins are bits 0..31 */
-  /* Bin i is an exact fit; bin i + 1 is 16 bytes over, too little to split off. */
-  if (bits & 3) {
-    i += ~bits & 1;
-    size_t s = (size_t)i << 4;
-    struct chunk *c = list_chunk(m->bins[i].next);
-    m->n_free--;
-    unlink_small(m, c, s);
-    c->head |= CINUSE;
-    chunk_at(c, s)->head |= PINUSE;
-    m->n_inuse++;
-    m->exact_hits++;
-    return chunk2mem(c);
-  }
   if (nb <= m->dv_size)
     return carve_dv(m, nb);
-  int j = first_bin_from(m, i + 2);
+  int j = first_bin_from(m, (unsigned)(nb >> 4) + 2);
   if (j < 0)
     return NULL;
   struct chunk *c = smallest_in(m, (unsigned)j);
@@ -470,26 +502,143 @@ static void *malloc_large(struct seg *m, size_t nb) {
   return NULL;
 }
 
-static void *malloc_from_bins(struct seg *m, size_t nb) {
-  return nb < SMALL_LIMIT ? malloc_small(m, nb) : malloc_large(m, nb);
+/* Every request but an exact small-bin hit. Out of line, so that the hit's path in
+ * plain_malloc saves no registers and stays a few instructions long. */
+static __attribute__((noinline)) void *malloc_rest(struct seg *m, size_t nb) {
+  void *p = nb < SMALL_LIMIT ? malloc_small(m, nb) : malloc_large(m, nb);
+  return p ? p : carve_top(m, nb);
+}
+
+/* A small request first tries its exact bin i and bin i + 1 (bits 0..31 of map[0]): one
+ * shift and mask, and the bin to take chosen by arithmetic, not a branch. */
+static inline void *plain_malloc(struct seg *m, size_t size) {
+  if (size > m->max_size) /* also keeps request_size from overflowing */
+    return NULL;
+  size_t nb = request_size(size);
+  if (nb < SMALL_LIMIT) {
+    unsigned i = (unsigned)(nb >> 4);
+    uint32_t bits = (uint32_t)m->map[0] >> i;
+    if (bits & 3)
+      return take_small(m, i + (~bits & 1));
+  }
+  return malloc_rest(m, nb);
+}
+
+static void plain_free(struct seg *m, void *p) {
+  m->n_inuse--;
+  free_chunk(m, mem2chunk(p));
+}
+
+/* ---- hardening (harden=...) ---- */
+
+static uint64_t tag_of(const struct seg *m, const struct chunk *c, size_t s) {
+  return m->key ^ ((uintptr_t)c * 0x9E3779B97F4A7C15ull) ^ s;
+}
+
+static uint64_t canary_of(const struct seg *m, const char *p) {
+  return m->key ^ ((uintptr_t)p * 0xD6E8FEB86659FD93ull);
+}
+
+static void detect(struct seg *m, uint64_t *counter, const char *what) {
+  (*counter)++;
+  m->last_detection = what;
+}
+
+/* Tags the new block p of size requested bytes and puts its canary after them. */
+static void *arm(struct seg *m, char *p, size_t size) {
+  if (p && (m->harden & H_FREE)) {
+    struct chunk *c = mem2chunk(p);
+    chunk_at(c, csize(c))->prev_foot = tag_of(m, c, csize(c));
+  }
+  if (p && (m->harden & H_CANARY)) {
+    uint64_t v = canary_of(m, p);
+    memcpy(p + size, &v, sizeof v);
+  }
+  return p;
+}
+
+/* The hardened entry points stay out of line: the plain path must not save registers or
+ * grow for them. */
+static __attribute__((noinline)) void *hard_malloc(struct seg *m, size_t size) {
+  if (size > m->max_size - m->extra)
+    return NULL;
+  return arm(m, plain_malloc(m, size + m->extra), size);
+}
+
+/* Why p is not a live block of this heap, or NULL when it is. Only bytes below the top are
+ * read, so any pointer is safe to judge. */
+static const char *free_problem(struct seg *m, char *p, uint64_t **ret_counter) {
+  struct chunk *c = mem2chunk(p);
+  *ret_counter = &m->invalid_frees;
+  if (((uintptr_t)p & 15) || p < m->heap + 2 * HEADER || (char *)c > (char *)m->top)
+    return "an invalid free (not a block of this heap)";
+  if ((char *)c == (char *)m->top) /* a block freed next to the top went back to it */
+    return "a double or invalid free (the top of the heap starts there)";
+  size_t s = csize(c);
+  bool fits = s >= MIN_CHUNK && s <= (size_t)((char *)m->top - (char *)c);
+  if (fits && (c->head & CINUSE) && chunk_at(c, s)->prev_foot == tag_of(m, c, s))
+    return NULL;
+  if (fits && !(c->head & CINUSE)) {
+    *ret_counter = &m->double_frees;
+    return "a double free (the chunk is not in use)";
+  }
+  return "an invalid free (no live block starts there)";
+}
+
+/* A bad pointer is counted and left alone; a tripped canary is counted, the block freed.
+ * The tag is wiped and the in-use bit cleared (even when the chunk merges into a neighbour
+ * or the top), so freeing p again is a detected double free. */
+static __attribute__((noinline)) void hard_free(struct seg *m, char *p, size_t size) {
+  struct chunk *c = mem2chunk(p);
+  if (m->harden & H_FREE) {
+    uint64_t *counter;
+    const char *bad = free_problem(m, p, &counter);
+    if (bad) {
+      detect(m, counter, bad);
+      return;
+    }
+    chunk_at(c, csize(c))->prev_foot = 0;
+  }
+  uint64_t v = canary_of(m, p);
+  if ((m->harden & H_CANARY) && memcmp(p + size, &v, sizeof v) != 0)
+    detect(m, &m->canary_failures, "an overrun (the canary after the block changed)");
+  c->head &= ~(size_t)CINUSE;
+  plain_free(m, p);
+}
+
+/* Always moves: a stale pointer to the old block then meets free's checks. A bad old
+ * pointer is counted and left alone; the caller gets a new block. */
+static __attribute__((noinline)) void *hard_realloc(struct seg *m, char *p, size_t old_size,
+                                                    size_t new_size) {
+  uint64_t *counter;
+  const char *bad = (m->harden & H_FREE) ? free_problem(m, p, &counter) : NULL;
+  if (bad) {
+    detect(m, counter, bad);
+    return hard_malloc(m, new_size);
+  }
+  char *q = hard_malloc(m, new_size);
+  if (!q)
+    return NULL;
+  memcpy(q, p, old_size < new_size ? old_size : new_size);
+  hard_free(m, p, old_size);
+  return q;
 }
 
 static void *segregated_malloc(void *st, size_t size) {
   struct seg *m = st;
-  if (size > m->max_size) /* also keeps request_size from overflowing */
-    return NULL;
-  size_t nb = request_size(size);
-  void *p = malloc_from_bins(m, nb);
-  return p ? p : carve_top(m, nb);
+  if (__builtin_expect(m->harden != 0, 0))
+    return hard_malloc(m, size);
+  return plain_malloc(m, size);
 }
 
 static void segregated_free(void *st, void *p, size_t size) {
-  (void)size;
+  struct seg *m = st;
   if (!p)
     return;
-  struct seg *m = st;
-  m->n_inuse--;
-  free_chunk(m, mem2chunk(p));
+  if (__builtin_expect(m->harden != 0, 0))
+    hard_free(m, p, size);
+  else
+    plain_free(m, p);
 }
 
 /* Cuts in-use chunk p (s bytes) down to nb and frees the rest when it makes a chunk. */
@@ -554,12 +703,14 @@ static bool resize_in_place(struct seg *m, struct chunk *p, size_t nb) {
 
 static void *segregated_realloc(void *st, void *p, size_t old_size, size_t new_size) {
   struct seg *m = st;
+  if (m->harden)
+    return hard_realloc(m, p, old_size, new_size);
   if (new_size > m->max_size)
     return NULL;
   struct chunk *c = mem2chunk(p);
   if (resize_in_place(m, c, request_size(new_size)))
     return p;
-  void *q = segregated_malloc(m, new_size);
+  void *q = plain_malloc(m, new_size);
   if (!q)
     return NULL;
   size_t keep = csize(c) - HEADER;
@@ -568,19 +719,16 @@ static void *segregated_realloc(void *st, void *p, size_t old_size, size_t new_s
   if (new_size < keep)
     keep = new_size;
   memcpy(q, p, keep);
-  segregated_free(m, p, old_size);
+  plain_free(m, p);
   return q;
 }
 
 /* Over-allocates by alignment + a minimum chunk, then frees the slack on both sides. */
-static void *segregated_memalign(void *st, size_t alignment, size_t size) {
-  struct seg *m = st;
-  if (alignment <= ALLOC_MIN_ALIGN)
-    return segregated_malloc(st, size);
+static void *memalign_chunk(struct seg *m, size_t alignment, size_t size) {
   if (size > m->max_size || alignment >= m->max_chunk)
     return NULL;
   size_t nb = request_size(size);
-  char *mem = segregated_malloc(m, nb + alignment + MIN_CHUNK - HEADER);
+  char *mem = plain_malloc(m, nb + alignment + MIN_CHUNK - HEADER);
   if (!mem)
     return NULL;
   struct chunk *p = mem2chunk(mem);
@@ -600,10 +748,24 @@ static void *segregated_memalign(void *st, size_t alignment, size_t size) {
   return chunk2mem(p);
 }
 
+static void *segregated_memalign(void *st, size_t alignment, size_t size) {
+  struct seg *m = st;
+  if (alignment <= ALLOC_MIN_ALIGN)
+    return segregated_malloc(st, size);
+  if (!m->harden)
+    return memalign_chunk(m, alignment, size);
+  if (size > m->max_size - m->extra)
+    return NULL;
+  return arm(m, memalign_chunk(m, alignment, size + m->extra), size);
+}
+
+/* Hardened, the canary starts right after the requested bytes, and the tag takes the
+ * 8 bytes past the chunk that a plain block may use. */
 static size_t segregated_usable_size(void *st, void *p, size_t size) {
-  (void)st;
-  (void)size;
-  return csize(mem2chunk(p)) - HEADER;
+  struct seg *m = st;
+  if (m->harden & H_CANARY)
+    return size;
+  return csize(mem2chunk(p)) - HEADER - (m->harden ? HEADER : 0);
 }
 
 /* Empties the heap. An empty bin's ring is already empty, so only the bins the bitmap
@@ -619,13 +781,22 @@ static void reset_heap(struct seg *m) {
   m->n_inuse = m->n_free = 0;
 }
 
+/* splitmix64's finaliser: a key that differs per instance (no system randomness here). */
+static uint64_t mix(uint64_t x) {
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
 static int segregated_init(void **ret_st, void *base, size_t size, const struct alloc_args *args,
                            char *err, size_t errlen) {
   static const char *const classes[] = {"fine", "pow2", NULL};
   static const char *const onoff[] = {"on", "off", NULL};
-  int cls, victim;
+  static const char *const hardens[] = {"0", "canary", "free", "1", NULL};
+  int cls, victim, harden;
   if (alloc_arg_choice(args, "classes", classes, &cls, err, errlen) ||
-      alloc_arg_choice(args, "victim", onoff, &victim, err, errlen))
+      alloc_arg_choice(args, "victim", onoff, &victim, err, errlen) ||
+      alloc_arg_choice(args, "harden", hardens, &harden, err, errlen))
     return -1;
   uintptr_t lo = alloc_align_up((uintptr_t)base, 16);
   uintptr_t hi = ((uintptr_t)base + size) & ~(uintptr_t)15;
@@ -648,6 +819,9 @@ static int segregated_init(void **ret_st, void *base, size_t size, const struct 
   m->max_size = m->max_chunk - 16 - HEADER; /* request_size(max_size) == max_chunk - 16 */
   m->n_bins = n_bins;
   m->use_dv = victim == 0;
+  m->harden = (unsigned)harden; /* the choices' order makes the bits */
+  m->extra = (m->harden & H_FREE ? HEADER : 0) + (m->harden & H_CANARY ? 8 : 0);
+  m->key = mix((uintptr_t)m ^ size);
   for (unsigned i = 0; i < n_bins; i++)
     ring_init(&m->bins[i]);
   m->top = (struct chunk *)m->heap;
@@ -659,12 +833,15 @@ static void segregated_reset(void *st) {
   reset_heap(st);
 }
 
+/* Hardened, the tag and canary count as metadata, and the detections replace the counters
+ * of bin hits. */
 static void segregated_stats(void *st, struct alloc_stats *ret) {
   struct seg *m = st;
   size_t n_free = m->n_free + (m->dv_size != 0);
   *ret = (struct alloc_stats){
       .footprint = (size_t)((char *)m->top + HEADER - m->base),
-      .meta_bytes = (size_t)(m->heap - m->base) + m->n_inuse * HEADER + n_free * 2 * HEADER,
+      .meta_bytes =
+          (size_t)(m->heap - m->base) + m->n_inuse * (HEADER + m->extra) + n_free * 2 * HEADER,
       .n_counters = 6,
       .counter = {{"splits", m->splits},
                   {"coalesces", m->coalesces},
@@ -672,7 +849,14 @@ static void segregated_stats(void *st, struct alloc_stats *ret) {
                   {"victim_hits", m->dv_hits},
                   {"top_carves", m->top_carves},
                   {"bin_walk_steps", m->walk_steps}},
+      .detections = m->double_frees + m->invalid_frees + m->canary_failures,
+      .detection = m->last_detection,
   };
+  if (m->harden) {
+    ret->counter[2] = (struct alloc_counter){"double_frees", m->double_frees};
+    ret->counter[3] = (struct alloc_counter){"invalid_frees", m->invalid_frees};
+    ret->counter[5] = (struct alloc_counter){"canary_failures", m->canary_failures};
+  }
 }
 
 static void segregated_destroy(void *st) {

@@ -32,10 +32,26 @@
  * fills more than half of the object (or a page run can shrink or grow into free pages).
  *
  * harden=1 switches to a separate checked path (see "hardening" below): allocation bitmaps
- * in each slab detect double and invalid frees (counted, then ignored), canaries catch
- * overruns past the usable size, allocation picks a random free object. The plain path only
- * pays one flag test. Not done: guard pages (the module may not change page protections),
- * and free-run headers of the page level are not protected against overruns.
+ * in each slab detect double and invalid frees (counted, then ignored), canaries right
+ * after the requested bytes catch overruns, allocation picks a random free object.
+ * harden=canary, harden=free and harden=random take the same path with one of the three.
+ * The plain path only pays one flag test. guard=1 makes the last page of every slab a guard
+ * page (PROT_NONE, with mprotect on the module's own region pages: the one exception to "a
+ * module never changes its region's mappings"), so a run of writes off one slab faults before
+ * it reaches the next one; the descriptor sits just below the guard. Protections are
+ * restored when a slab goes back to the page level, at reset and at destroy. Each guard
+ * splits the region's mapping, and the kernel caps mappings (vm.max_map_count, 65530 by
+ * default): past about 32,000 live slabs, mprotect fails and a slab goes unguarded. Not
+ * done: free-run headers of the page level are not protected against overruns.
+ *
+ * Threads (as tcmalloc's thread caches, or Bonwick's magazines in front of a depot): all of
+ * the above is the depot, behind one mutex; each thread gets a cache of up to `cache`
+ * objects per class (and at most a slab's worth), so small malloc and free take no lock and
+ * no atomic read-modify-write until a list runs empty or full, and then move half a list
+ * under the lock. A block freed by another thread joins the freeing thread's cache. See
+ * "threads" below. Caches hold memory (objects cached keep their slabs from emptying: the
+ * counter `cached`); a thread that exits leaves its cache as it is; past 64 threads per
+ * instance, threads use the lock for every call. harden takes the lock for every call.
  *
  * Cost: small malloc and free are O(1) and branch-light: a table look-up for the class, a
  * pop or push on the slab's free list and a counter test; list moves happen only when a
@@ -52,12 +68,15 @@
  * send a block to the wrong level (harden=1 detects it for slab objects).
  *
  * Reference: J. Bonwick, "The Slab Allocator: An Object-Caching Kernel Memory Allocator",
- * USENIX Summer 1994 Technical Conference.
+ * USENIX Summer 1994 Technical Conference; J. Bonwick, J. Adams, "Magazines and Vmem:
+ * Extending the Slab Allocator to Many CPUs and Arbitrary Resources", USENIX 2001.
  */
 #include "alloc.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #define PAGE_SHIFT 12
 #define PAGE_SIZE ((size_t)1 << PAGE_SHIFT)
@@ -89,6 +108,7 @@ struct klass {
   struct slab *empty; /* at most one retained empty slab */
   uint32_t size, cap;
   uint32_t map_bytes; /* harden=1: allocation bitmap just below the descriptor */
+  uint32_t recip;     /* ceil(2^32 / size): hardened index arithmetic without a division */
 };
 
 /* A free page run: this header in its first page, `pages` again at the start of its last. */
@@ -121,12 +141,44 @@ static const int plain_counters[] = {C_SLAB_NEW, C_SLAB_RELEASE, C_EMPTY_REUSE,
 static const int harden_counters[] = {C_SLAB_NEW,    C_SLAB_RELEASE, C_COALESCE,
                                       C_DOUBLE_FREE, C_INVALID_FREE, C_CANARY};
 
+/* Threads (see "threads" below): a thread's cache of one class, its caches, its slot. */
+#define MT_MAX_THREADS 64 /* threads with a cache, per instance; others always lock */
+
+struct tbin {
+  void *head; /* intrusive list of cached objects */
+  uint32_t n, limit;
+};
+
+struct tcache {
+  uint64_t hits;
+  struct tbin bin[];
+};
+
+struct tslot {
+  uint64_t thread; /* the owner's number */
+  struct tcache *tc;
+};
+
+struct mt_state {
+  _Alignas(64) uint64_t id;          /* unique in the process, renewed by reset: names it in TLS */
+  size_t cache;                      /* objects per class per thread; 0: off (and when hardened) */
+  _Alignas(64) pthread_mutex_t lock; /* the depot: the whole heap but the caches */
+  uint64_t refills, flushes, waits;
+  uint64_t old_hits; /* of caches a reset dropped */
+  size_t cache_meta; /* bytes of thread caches */
+  unsigned n_slots;
+  struct tslot slot[MT_MAX_THREADS];
+};
+
 struct heap {
   /* hot: small path */
   size_t max_small;
-  int harden;          /* harden=1: every call takes the checked path */
+  int harden;          /* H_* bits; non-zero: every call takes the checked path */
   uintptr_t slab_mask; /* ~(slab - 1) */
   size_t slab_size, slab_pages;
+  size_t desc_off; /* a slab's descriptor from its start: slab - guard - SLAB_HDR */
+  size_t guard;    /* guard=1: PAGE_SIZE, the slab's last page made inaccessible */
+  const char *last_detection;
   /* page level */
   char *top, *end, *heap, *base;
   char **leaf; /* leaf[i]: bits for heap pages [i * LEAF_BITS, (i + 1) * LEAF_BITS) */
@@ -141,6 +193,7 @@ struct heap {
   uint64_t secret, rng; /* harden=1: canary and magic key, slot-choice random state */
   unsigned n_classes;
   struct klass cls[MAX_CLASSES];
+  struct mt_state mt; /* threads: see "threads" below */
   uint8_t class_of[]; /* class of a small size, indexed by (size + 15) / 16 */
 };
 
@@ -154,12 +207,33 @@ static const struct alloc_param slab_params[] = {
     {"slab", "64K", "slab size, a power of two from 4K to 4M (slabs are aligned to it)"},
     {"harden", "0",
      "1: allocation bitmaps (double and invalid frees detected and ignored), canaries, "
-     "random slot choice; detections in the counters"},
+     "random slot choice; canary, free or random: one of them alone"},
+    {"guard", "0", "1: the last page of every slab is a PROT_NONE guard page (slab 8K or more)"},
+    {"cache", "64",
+     "objects each thread caches per class (at most a slab's worth), 0 to 65536; 0: every "
+     "call takes the lock"},
     {NULL, NULL, NULL},
 };
 
-static const char *const slab_variants[] = {"classes=pow2",    "slab=256K", "max=1K",
-                                            "slab=16K,max=4K", "harden=1",  NULL};
+static const char *const slab_variants[] = {"classes=pow2",
+                                            "slab=256K",
+                                            "max=1K",
+                                            "slab=16K,max=4K",
+                                            "harden=1",
+                                            "harden=canary",
+                                            "harden=free",
+                                            "harden=random",
+                                            "guard=1",
+                                            "harden=1,guard=1",
+                                            "guard=1,slab=8K,max=2K",
+                                            "cache=0",
+                                            "cache=1",
+                                            NULL};
+
+/* harden bits */
+#define H_CANARY 1
+#define H_FREE 2
+#define H_RANDOM 4
 
 /* ---- small helpers ---- */
 
@@ -180,11 +254,11 @@ static size_t pages_of(size_t size) {
 }
 
 static struct slab *slab_of(const struct heap *h, const void *p) {
-  return (struct slab *)(((uintptr_t)p & h->slab_mask) + h->slab_size - SLAB_HDR);
+  return (struct slab *)(((uintptr_t)p & h->slab_mask) + h->desc_off);
 }
 
 static char *slab_unit(const struct heap *h, struct slab *s) {
-  return (char *)s + SLAB_HDR - h->slab_size;
+  return (char *)s - h->desc_off;
 }
 
 static unsigned class_index(const struct heap *h, size_t size) {
@@ -222,17 +296,20 @@ static uint64_t *bit_word(const struct heap *h, const char *page, uint64_t *ret_
 
 static int bit_test(const struct heap *h, const char *page) {
   uint64_t m;
-  return (*bit_word(h, page, &m) & m) != 0;
+  const uint64_t *w = bit_word(h, page, &m); /* m is set by the call: read it after */
+  return (*w & m) != 0;
 }
 
 static void bit_set(struct heap *h, const char *page) {
   uint64_t m;
-  *bit_word(h, page, &m) |= m;
+  uint64_t *w = bit_word(h, page, &m);
+  *w |= m;
 }
 
 static void bit_clear(struct heap *h, const char *page) {
   uint64_t m;
-  *bit_word(h, page, &m) &= ~m;
+  uint64_t *w = bit_word(h, page, &m);
+  *w &= ~m;
 }
 
 /* ---- page level: free runs in bins ---- */
@@ -393,22 +470,37 @@ static char *page_alloc(struct heap *h, size_t pages, size_t align) {
   return grow(h, pages, align);
 }
 
+/* guard=1: the slab's last page, past its descriptor. */
+static void guard_set(const struct heap *h, struct slab *s, int prot) {
+  if (h->guard)
+    mprotect(slab_unit(h, s) + h->slab_size - h->guard, h->guard, prot);
+}
+
+/* guard=1: every page below the break accessible again (reset, destroy). */
+static void guards_lift(const struct heap *h) {
+  if (h->guard && h->top > h->heap)
+    mprotect(h->heap, (size_t)(h->top - h->heap), PROT_READ | PROT_WRITE);
+}
+
 /* The slab's memory goes back to the page level; its descriptor stops being one. */
 static void slab_forget(struct heap *h, struct slab *s) {
+  guard_set(h, s, PROT_READ | PROT_WRITE);
   s->magic = 0;
   h->n_slabs--;
   h->slab_meta -= SLAB_HDR + h->cls[s->cls].map_bytes;
   h->counter[C_SLAB_RELEASE]++;
 }
 
-/* The retained empty slab just below the break, if there is one. The bytes read may belong
- * to a page run; the descriptor counts only if its class names it as retained. */
+/* The retained empty slab just below the break, if there is one. Its place is compared with
+ * every class's empty slab, not read: it may be a live page run, which another thread may be
+ * writing. */
 static struct slab *retained_at_top(const struct heap *h) {
   if (((uintptr_t)h->top & ~h->slab_mask) || (size_t)(h->top - h->heap) < h->slab_size)
     return NULL;
   struct slab *s = slab_of(h, h->top - 1);
-  if (s->cls < MAX_CLASSES && h->cls[s->cls].empty == s)
-    return s;
+  for (unsigned c = 0; c < h->n_classes; c++)
+    if (h->cls[c].empty == s)
+      return s;
   return NULL;
 }
 
@@ -500,7 +592,7 @@ static void map_clear(const struct heap *h, struct slab *s) {
 }
 
 static struct slab *slab_make(struct heap *h, char *unit, unsigned c) {
-  struct slab *s = (struct slab *)(unit + h->slab_size - SLAB_HDR);
+  struct slab *s = (struct slab *)(unit + h->desc_off);
   s->free = NULL;
   s->bump = unit;
   s->inuse = 0;
@@ -510,6 +602,7 @@ static struct slab *slab_make(struct heap *h, char *unit, unsigned c) {
   s->magic = h->secret ^ (uintptr_t)s;
   if (h->cls[c].map_bytes)
     map_clear(h, s);
+  guard_set(h, s, PROT_NONE);
   h->n_slabs++;
   h->slab_meta += SLAB_HDR + h->cls[c].map_bytes;
   h->counter[C_SLAB_NEW]++;
@@ -565,7 +658,7 @@ static void *small_malloc(struct heap *h, struct klass *k) {
 /* s is empty. A class keeps one empty slab, the lowest, so the break can fall; a slab
  * just below the break goes back at once, and so does a one-object slab. */
 static void slab_retire(struct heap *h, struct klass *k, struct slab *s) {
-  if (s->cls == SOLO_CLASS || (char *)s + SLAB_HDR == h->top) {
+  if (s->cls == SOLO_CLASS || slab_unit(h, s) + h->slab_size == h->top) {
     slab_release(h, s);
     return;
   }
@@ -648,13 +741,19 @@ static int large_resize(struct heap *h, char *p, size_t old_size, size_t new_siz
   return 0;
 }
 
-/* ---- hardening (harden=1) ----
+/* ---- hardening (harden=1, canary, free, random) ----
  * A separate path, so the plain one pays a single flag test. Each slab keeps an allocation
- * bitmap: free checks that the pointer lies in a live slab (descriptor magic), on an object
- * boundary, and is allocated; double and invalid frees are counted and ignored. A canary
- * fills the last 8 bytes of a block when the requested size leaves them spare (usable_size
- * then excludes them); free checks it. Allocation picks a random free object, so the next
- * address is hard to predict and a freed object is not handed straight back. */
+ * bitmap (every option uses it). free: free checks that the pointer lies in a live slab
+ * (descriptor magic), on an object boundary, and is allocated; double and invalid frees are
+ * counted and ignored. canary: the 8 bytes right after the requested ones hold a keyed
+ * value that free checks, so a one-byte overrun trips it (a block is given 8 bytes more to
+ * hold it, except that a small one never becomes large: within 8 bytes of `max` the canary
+ * is shorter, at exactly `max` there is none). random: allocation picks a random free
+ * object, so the next address is hard to predict and a freed object is not handed straight
+ * back; without it, the object freed last, else the next free one after the last one taken
+ * (the bump pointer, unused on this path, is that cursor). A double free of a large block is caught
+ * only while its first page is still the start of a free run (not once it merged with the run
+ * before it). */
 
 static uint64_t next_random(struct heap *h) {
   uint64_t x = h->rng; /* xorshift64 */
@@ -668,26 +767,48 @@ static uint64_t canary_of(const struct heap *h, const void *p) {
   return h->secret ^ ((uintptr_t)p * 0x9E3779B97F4A7C15ull);
 }
 
-/* A block of `room` bytes holding `size` requested ones has a canary in its last 8 bytes. */
-static int has_canary(size_t room, size_t size) {
-  return room >= size + 8;
+static void detect(struct heap *h, int counter, const char *what) {
+  h->counter[counter]++;
+  h->last_detection = what;
+}
+
+/* The bytes a hardened block of `size` requested bytes takes: 8 more for the canary, but a
+ * small block stays small (free tells the levels apart by the size). */
+static size_t hard_need(const struct heap *h, size_t size) {
+  if (!(h->harden & H_CANARY))
+    return size;
+  return size <= h->max_small ? min_size(size + 8, h->max_small) : size + 8;
+}
+
+/* The canary: bytes [size, size + 8) of a block of `room` bytes, as many as fit. */
+static size_t canary_len(const struct heap *h, size_t room, size_t size) {
+  return (h->harden & H_CANARY) ? min_size(room - size, 8) : 0;
 }
 
 static void canary_put(const struct heap *h, char *p, size_t room, size_t size) {
-  if (has_canary(room, size))
-    *(uint64_t *)(p + room - 8) = canary_of(h, p);
+  uint64_t v = canary_of(h, p);
+  memcpy(p + size, &v, canary_len(h, room, size));
 }
 
 static void canary_check(struct heap *h, char *p, size_t room, size_t size) {
-  if (has_canary(room, size) && *(uint64_t *)(p + room - 8) != canary_of(h, p))
-    h->counter[C_CANARY]++;
+  uint64_t v = canary_of(h, p);
+  if (memcmp(p + size, &v, canary_len(h, room, size)) != 0)
+    detect(h, C_CANARY, "an overrun (the canary after the block changed)");
 }
 
-/* A random free object of s (s has one): a random start, then the next clear bit. */
-static uint32_t pick_slot(struct heap *h, const struct slab *s) {
+/* off / size for an offset into slab s, exact when off is a multiple of the object size
+ * (offsets are below 2^32: Granlund and Montgomery's multiply by the reciprocal). */
+static uint32_t obj_index(const struct heap *h, const struct slab *s, size_t off) {
+  return (uint32_t)((off * h->cls[s->cls].recip) >> 32);
+}
+
+/* A free object of s (s has one): from a random start with harden random, else from the
+ * cursor; then the next clear bit. */
+static uint32_t pick_slot(struct heap *h, struct slab *s) {
   const uint64_t *map = slab_map(h, s);
   uint32_t words = (s->cap + 63) >> 6;
-  uint32_t start = (uint32_t)(((next_random(h) >> 32) * s->cap) >> 32);
+  uint32_t start = (h->harden & H_RANDOM) ? (uint32_t)(((next_random(h) >> 32) * s->cap) >> 32)
+                                          : obj_index(h, s, (size_t)(s->bump - slab_unit(h, s)));
   uint32_t w = start >> 6;
   uint64_t m = ~map[w] & (~0ull << (start & 63));
   while (!m) {
@@ -701,6 +822,7 @@ static void *hard_take(struct heap *h, struct klass *k, struct slab *s, size_t s
   uint32_t i = pick_slot(h, s);
   slab_map(h, s)[i >> 6] |= 1ull << (i & 63);
   char *obj = slab_unit(h, s) + (size_t)i * s->size;
+  s->bump = i + 1 < s->cap ? obj + s->size : slab_unit(h, s);
   slab_count_alloc(k, s);
   canary_put(h, obj, s->size, size);
   return obj;
@@ -721,42 +843,46 @@ static struct slab *checked_slab(const struct heap *h, const char *p) {
 }
 
 static void hard_small_free(struct heap *h, char *p, size_t size) {
-  struct slab *s = checked_slab(h, p);
+  int check = h->harden & H_FREE;
+  struct slab *s = check ? checked_slab(h, p) : slab_of(h, p);
   size_t off = s ? (size_t)(p - slab_unit(h, s)) : 0;
-  if (!s || off % s->size || off / s->size >= s->cap || size > s->size) {
-    h->counter[C_INVALID_FREE]++;
+  size_t i = s ? obj_index(h, s, off) : 0;
+  if (check && (!s || i * s->size != off || i >= s->cap || size > s->size)) {
+    detect(h, C_INVALID_FREE, "an invalid free (not an object of a live slab)");
     return;
   }
-  size_t i = off / s->size;
   uint64_t *word = &slab_map(h, s)[i >> 6];
-  if (!(*word & (1ull << (i & 63)))) {
-    h->counter[C_DOUBLE_FREE]++;
+  if (check && !(*word & (1ull << (i & 63)))) {
+    detect(h, C_DOUBLE_FREE, "a double free (the object is not allocated)");
     return;
   }
   canary_check(h, p, s->size, size);
   *word &= ~(1ull << (i & 63));
+  if (!(h->harden & H_RANDOM)) /* the cursor: the freed object goes out first, as plain */
+    s->bump = p;
   uint32_t n = --s->inuse;
   if (n - 1 >= s->cap - 2)
     slab_update(h, s, n);
 }
 
 static void *hard_large_malloc(struct heap *h, size_t size, size_t align) {
-  char *p = large_malloc(h, size, align);
+  char *p = large_malloc(h, hard_need(h, size), align);
   if (p)
-    canary_put(h, p, pages_of(size) << PAGE_SHIFT, size);
+    canary_put(h, p, pages_of(hard_need(h, size)) << PAGE_SHIFT, size);
   return p;
 }
 
 /* A run's first page is never a free-run boundary while it is allocated. */
 static void hard_large_free(struct heap *h, char *p, size_t size) {
-  size_t room = pages_of(size) << PAGE_SHIFT;
-  if (((uintptr_t)p & (PAGE_SIZE - 1)) || p < h->heap || p > h->top ||
-      room > (size_t)(h->top - p)) {
-    h->counter[C_INVALID_FREE]++;
+  size_t room = pages_of(hard_need(h, size)) << PAGE_SHIFT;
+  int check = h->harden & H_FREE;
+  if (check && (((uintptr_t)p & (PAGE_SIZE - 1)) || p < h->heap || p > h->top ||
+                room > (size_t)(h->top - p))) {
+    detect(h, C_INVALID_FREE, "an invalid free (not a page run of this heap)");
     return;
   }
-  if (bit_test(h, p)) {
-    h->counter[C_DOUBLE_FREE]++;
+  if (check && bit_test(h, p)) {
+    detect(h, C_DOUBLE_FREE, "a double free (the page run is free)");
     return;
   }
   canary_check(h, p, room, size);
@@ -765,7 +891,7 @@ static void hard_large_free(struct heap *h, char *p, size_t size) {
 
 static void *hard_malloc(struct heap *h, size_t size) {
   if (size <= h->max_small)
-    return hard_small_malloc(h, &h->cls[class_index(h, size)], size);
+    return hard_small_malloc(h, &h->cls[class_index(h, hard_need(h, size))], size);
   return hard_large_malloc(h, size, PAGE_SIZE);
 }
 
@@ -787,8 +913,9 @@ static void *hard_realloc(struct heap *h, void *p, size_t old_size, size_t new_s
 }
 
 static size_t hard_usable_size(const struct heap *h, void *p, size_t size) {
-  size_t room = size <= h->max_small ? slab_of(h, p)->size : pages_of(size) << PAGE_SHIFT;
-  return has_canary(room, size) ? room - 8 : room;
+  if (h->harden & H_CANARY) /* the canary starts right after the requested bytes */
+    return size;
+  return size <= h->max_small ? slab_of(h, p)->size : pages_of(size) << PAGE_SHIFT;
 }
 
 /* ---- the interface ---- */
@@ -857,7 +984,7 @@ static void *slab_memalign(void *st, size_t align, size_t size) {
   }
   /* Objects start at offset 0 of an aligned slab: a size multiple of align is aligned. The
    * class `max` is a power of two at least align, so the search ends. */
-  unsigned c = class_index(h, size);
+  unsigned c = class_index(h, h->harden ? hard_need(h, size) : size);
   while (h->cls[c].size % align)
     c++;
   return h->harden ? hard_small_malloc(h, &h->cls[c], size) : small_malloc(h, &h->cls[c]);
@@ -878,6 +1005,8 @@ static void slab_stats(void *st, struct alloc_stats *ret) {
       .footprint = (size_t)(h->top - h->base),
       .meta_bytes = h->fixed_meta + h->leaves_made * PAGE_SIZE + h->slab_meta,
       .n_counters = ALLOC_MAX_COUNTERS,
+      .detections = h->counter[C_DOUBLE_FREE] + h->counter[C_INVALID_FREE] + h->counter[C_CANARY],
+      .detection = h->last_detection,
   };
   const int *shown = h->harden ? harden_counters : plain_counters;
   for (int i = 0; i < ALLOC_MAX_COUNTERS; i++)
@@ -904,7 +1033,7 @@ static unsigned make_sizes(uint32_t *size, int pow2, size_t max) {
 
 /* Objects per slab: as many as fit beside the descriptor (and, hardened, the bitmap). */
 static void layout(const struct heap *h, struct klass *k) {
-  size_t room = h->slab_size - SLAB_HDR;
+  size_t room = h->desc_off;
   size_t cap = room / k->size;
   size_t map = 0;
   if (h->harden) {
@@ -929,15 +1058,19 @@ static void format(struct heap *h) {
       layout(h, k);
   }
   struct klass *solo = &h->cls[SOLO_CLASS];
-  solo->size = (uint32_t)(h->slab_size - SLAB_HDR - (h->harden ? 16 : 0));
+  solo->size = (uint32_t)(h->desc_off - (h->harden ? 16 : 0));
   solo->cap = 1;
   solo->map_bytes = h->harden ? 16 : 0;
+  for (unsigned k = 0; k < MAX_CLASSES; k++)
+    if (h->cls[k].size)
+      h->cls[k].recip = (uint32_t)(((1ull << 32) + h->cls[k].size - 1) / h->cls[k].size);
   unsigned c = 0;
   for (size_t i = 0; i <= h->max_small >> 4; i++) {
     while (size[c] < i * 16)
       c++;
     h->class_of[i] = (uint8_t)c;
   }
+  guards_lift(h);
   h->top = h->heap;
   h->leaves_made = 0;
   h->n_slabs = 0;
@@ -953,17 +1086,25 @@ static uint64_t mix(uint64_t x) {
   return x ^ (x >> 31);
 }
 
-static int parse(const struct alloc_args *args, int *pow2, int *harden, size_t *max, size_t *slab,
-                 char *err, size_t errlen) {
+static int parse(const struct alloc_args *args, int *pow2, int *harden, int *guard, size_t *max,
+                 size_t *slab, char *err, size_t errlen) {
   static const char *const modes[] = {"fine", "pow2", NULL};
+  static const char *const hardens[] = {"0", "canary", "free", "random", "1", NULL};
+  static const int bits[] = {0, H_CANARY, H_FREE, H_RANDOM, H_CANARY | H_FREE | H_RANDOM};
   static const char *const flags[] = {"0", "1", NULL};
   if (alloc_arg_choice(args, "classes", modes, pow2, err, errlen) ||
-      alloc_arg_choice(args, "harden", flags, harden, err, errlen) ||
+      alloc_arg_choice(args, "harden", hardens, harden, err, errlen) ||
+      alloc_arg_choice(args, "guard", flags, guard, err, errlen) ||
       alloc_arg_size(args, "max", max, err, errlen) ||
       alloc_arg_size(args, "slab", slab, err, errlen))
     return -1;
+  *harden = bits[*harden];
   if (!alloc_is_pow2(*slab) || *slab < PAGE_SIZE || *slab > ((size_t)4 << 20)) {
     snprintf(err, errlen, "slab must be a power of two from 4K to 4M");
+    return -1;
+  }
+  if (*guard && *slab < 2 * PAGE_SIZE) {
+    snprintf(err, errlen, "guard=1 needs slab of 8K or more (the guard takes a page)");
     return -1;
   }
   size_t limit = min_size(MAX_SMALL_LIMIT, *slab / 4);
@@ -976,9 +1117,9 @@ static int parse(const struct alloc_args *args, int *pow2, int *harden, size_t *
 
 static int slab_init(void **ret_st, void *base, size_t size, const struct alloc_args *args,
                      char *err, size_t errlen) {
-  int pow2, harden;
+  int pow2, harden, guard;
   size_t max, slab;
-  if (parse(args, &pow2, &harden, &max, &slab, err, errlen))
+  if (parse(args, &pow2, &harden, &guard, &max, &slab, err, errlen))
     return -1;
   char *b = base;
   char *end = (char *)((uintptr_t)(b + size) & ~(uintptr_t)(PAGE_SIZE - 1));
@@ -997,6 +1138,9 @@ static int slab_init(void **ret_st, void *base, size_t size, const struct alloc_
   h->slab_mask = ~(uintptr_t)(slab - 1);
   h->pow2 = pow2;
   h->harden = harden;
+  h->guard = guard ? PAGE_SIZE : 0;
+  h->desc_off = slab - h->guard - SLAB_HDR;
+  h->last_detection = NULL;
   h->secret = mix((uintptr_t)h ^ size);
   h->rng = h->secret | 1;
   h->base = b;
@@ -1006,6 +1150,7 @@ static int slab_init(void **ret_st, void *base, size_t size, const struct alloc_
   h->n_leaves = n_leaves;
   h->fixed_meta = (size_t)((char *)(leaf + n_leaves) - (char *)h);
   memset(h->counter, 0, sizeof h->counter); /* kept across resets */
+  h->top = heap;                            /* format lifts guards below it: none yet */
   format(h);
   *ret_st = h;
   return 0;
@@ -1015,8 +1160,368 @@ static void slab_reset(void *st) {
   format(st);
 }
 
+/* The next module (or instance) must find every page of the region accessible. */
 static void slab_destroy(void *st) {
-  (void)st;
+  guards_lift(st);
+}
+
+/* ---- threads: per-thread caches in front of the heap (the depot) ----
+ * Everything above runs one thread at a time, under mt.lock. Each thread that calls in gets
+ * a cache of its own, carved from the heap at its first call: per class, a list of at most
+ * `cache` objects (and at most a slab's worth). malloc pops from it and free pushes onto it
+ * (the class from the descriptor, so a memalign block goes back to its own class), with no
+ * lock and no atomic read-modify-write; an empty list takes half a list's worth from the
+ * slabs under the lock, a full one gives half back. An object freed by another thread than
+ * its allocator's joins the freeing thread's cache and returns to its slab with the next
+ * batch. A thread finds its cache through a thread-local entry naming the instance by a
+ * number unique in the process (renewed by reset), so an entry left from a destroyed
+ * instance, even one made again at the same address, is never used. Only the owner touches
+ * a cache's lists; its counts and hits are written with relaxed atomic stores (plain moves
+ * on x86) so that stats may read them. */
+
+/* Process-wide sources of unique numbers, for threads and instances; not instance state. */
+static uint64_t mt_last_instance, mt_last_thread;
+
+/* This thread's entry: the instance it last called and its cache there (NULL: none).
+ * initial-exec: one %fs-relative load, as the module is linked into executables. */
+static _Thread_local struct {
+  uint64_t id;
+  struct tcache *tc;
+} mt_tls __attribute__((tls_model("initial-exec")));
+static _Thread_local uint64_t mt_tls_thread __attribute__((tls_model("initial-exec")));
+
+static uint64_t mt_thread_number(void) {
+  if (!mt_tls_thread)
+    mt_tls_thread = __atomic_add_fetch(&mt_last_thread, 1, __ATOMIC_RELAXED);
+  return mt_tls_thread;
+}
+
+static void mt_lock(struct heap *h) {
+  if (pthread_mutex_trylock(&h->mt.lock) != 0) {
+    pthread_mutex_lock(&h->mt.lock);
+    h->mt.waits++; /* under the lock */
+  }
+}
+
+static void mt_unlock(struct heap *h) {
+  pthread_mutex_unlock(&h->mt.lock);
+}
+
+static void mt_set_count(uint32_t *n, uint32_t v) {
+  __atomic_store_n(n, v, __ATOMIC_RELAXED);
+}
+
+/* The caches lived in the heap (reset, init): every thread's entry must go stale. */
+static void mt_forget_caches(struct heap *h) {
+  for (unsigned i = 0; i < h->mt.n_slots; i++)
+    h->mt.old_hits += h->mt.slot[i].tc->hits;
+  h->mt.n_slots = 0;
+  h->mt.cache_meta = 0;
+  h->mt.id = __atomic_add_fetch(&mt_last_instance, 1, __ATOMIC_RELAXED);
+}
+
+/* Under the lock: a new cache, a block of the heap (a 64-byte multiple: no two threads'
+ * caches share a cache line). */
+static struct tcache *mt_cache_make(struct heap *h) {
+  size_t bytes = alloc_align_up(sizeof(struct tcache) + h->n_classes * sizeof(struct tbin), 64);
+  struct tcache *tc = slab_malloc(h, bytes);
+  if (!tc)
+    return NULL;
+  tc->hits = 0;
+  for (unsigned c = 0; c < h->n_classes; c++) {
+    size_t cap = h->cls[c].cap;
+    tc->bin[c] = (struct tbin){NULL, 0, (uint32_t)(h->mt.cache < cap ? h->mt.cache : cap)};
+  }
+  h->mt.cache_meta += slab_usable_size(h, tc, bytes);
+  return tc;
+}
+
+/* The calling thread's cache, made at its first call; NULL when caching is off or all slots
+ * are taken (the thread then always uses the lock) or the heap is full (tried again at the
+ * next call). */
+static __attribute__((noinline)) struct tcache *mt_cache_claim(struct heap *h) {
+  uint64_t me = mt_thread_number();
+  struct tcache *tc = NULL;
+  int settled = 1;
+  mt_lock(h);
+  for (unsigned i = 0; i < h->mt.n_slots && !tc; i++)
+    if (h->mt.slot[i].thread == me)
+      tc = h->mt.slot[i].tc;
+  if (!tc && h->mt.cache && h->mt.n_slots < MT_MAX_THREADS) {
+    tc = mt_cache_make(h);
+    if (tc)
+      h->mt.slot[h->mt.n_slots++] = (struct tslot){me, tc};
+    settled = tc != NULL;
+  }
+  mt_unlock(h);
+  if (settled) {
+    mt_tls.id = h->mt.id;
+    mt_tls.tc = tc;
+  }
+  return tc;
+}
+
+static inline struct tcache *mt_cache(struct heap *h) {
+  if (mt_tls.id == h->mt.id)
+    return mt_tls.tc;
+  return mt_cache_claim(h);
+}
+
+/* Under the lock: every cached object of tc back to its slab. Returns 1 if there was any. */
+static int mt_drain(struct heap *h, struct tcache *tc) {
+  int any = 0;
+  for (unsigned c = 0; c < h->n_classes; c++) {
+    struct tbin *b = &tc->bin[c];
+    for (void *p = b->head, *next; p; p = next) {
+      next = *(void **)p;
+      small_free(h, p);
+      any = 1;
+    }
+    b->head = NULL;
+    mt_set_count(&b->n, 0);
+  }
+  return any;
+}
+
+/* Under the lock: up to `want` objects of class c as a list; their number in *ret_n. */
+static void *mt_grab(struct heap *h, unsigned c, uint32_t want, uint32_t *ret_n) {
+  void *head = NULL;
+  uint32_t n = 0;
+  for (; n < want; n++) {
+    void *p = small_malloc(h, &h->cls[c]);
+    if (!p)
+      break;
+    *(void **)p = head;
+    head = p;
+  }
+  *ret_n = n;
+  return head;
+}
+
+/* List c is empty: half a list's worth of objects from the slabs, then one of them. Out of
+ * memory, the thread's other lists go back first (they may empty a slab). */
+static __attribute__((noinline)) void *mt_refill(struct heap *h, struct tcache *tc, unsigned c) {
+  struct tbin *b = &tc->bin[c];
+  uint32_t want = (b->limit + 1) / 2, n;
+  mt_lock(h);
+  h->mt.refills++;
+  void *head = mt_grab(h, c, want, &n);
+  if (!head && mt_drain(h, tc))
+    head = mt_grab(h, c, want, &n);
+  mt_unlock(h);
+  if (!head)
+    return NULL;
+  b->head = *(void **)head;
+  mt_set_count(&b->n, n - 1);
+  return head;
+}
+
+/* List c is full: half of it goes back to the slabs, then p joins it. */
+static __attribute__((noinline)) void mt_flush_put(struct heap *h, struct tcache *tc, unsigned c,
+                                                   void *p) {
+  struct tbin *b = &tc->bin[c];
+  uint32_t give = (b->limit + 1) / 2;
+  mt_lock(h);
+  h->mt.flushes++;
+  for (uint32_t k = 0; k < give; k++) {
+    void *out = b->head;
+    b->head = *(void **)out;
+    small_free(h, out);
+  }
+  mt_unlock(h);
+  *(void **)p = b->head;
+  b->head = p;
+  mt_set_count(&b->n, b->n - give + 1);
+}
+
+static inline void *mt_take(struct heap *h, struct tcache *tc, unsigned c) {
+  struct tbin *b = &tc->bin[c];
+  void *p = b->head;
+  if (!p)
+    return mt_refill(h, tc, c);
+  b->head = *(void **)p;
+  mt_set_count(&b->n, b->n - 1);
+  __atomic_store_n(&tc->hits, tc->hits + 1, __ATOMIC_RELAXED);
+  return p;
+}
+
+static inline void mt_put(struct heap *h, struct tcache *tc, unsigned c, void *p) {
+  struct tbin *b = &tc->bin[c];
+  if (b->n == b->limit) {
+    mt_flush_put(h, tc, c, p);
+    return;
+  }
+  *(void **)p = b->head;
+  b->head = p;
+  mt_set_count(&b->n, b->n + 1);
+}
+
+/* The thread's cache is ready when its entry names h and holds one. */
+static inline struct tcache *mt_ready_cache(const struct heap *h) {
+  return mt_tls.id == h->mt.id ? mt_tls.tc : NULL;
+}
+
+/* What the caches do not serve, under the lock; out of memory, the caller's cached objects
+ * go back to their slabs and it is tried once more. The slow paths (claim, refill, flush,
+ * the lock) are kept out of line (noinline), so that the fast paths save no registers. */
+static __attribute__((noinline)) void *mt_locked_malloc(struct heap *h, struct tcache *tc,
+                                                        size_t align, size_t size) {
+  mt_lock(h);
+  void *p = align ? slab_memalign(h, align, size) : slab_malloc(h, size);
+  if (!p && tc && mt_drain(h, tc))
+    p = align ? slab_memalign(h, align, size) : slab_malloc(h, size);
+  mt_unlock(h);
+  return p;
+}
+
+/* A thread's first call (which makes its cache), large blocks, caching off. */
+static __attribute__((noinline)) void *mt_malloc_slow(struct heap *h, size_t size) {
+  struct tcache *tc = size <= h->max_small ? mt_cache(h) : NULL;
+  if (tc)
+    return mt_take(h, tc, class_index(h, size));
+  return mt_locked_malloc(h, mt_ready_cache(h), 0, size);
+}
+
+/* One-object slabs (SOLO_CLASS) are not cached: they go back to the page level at once. */
+static __attribute__((noinline)) void mt_free_slow(struct heap *h, void *p, size_t size) {
+  struct tcache *tc = size <= h->max_small ? mt_cache(h) : NULL;
+  unsigned c = tc ? slab_of(h, p)->cls : SOLO_CLASS;
+  if (c < h->n_classes) {
+    mt_put(h, tc, c, p);
+    return;
+  }
+  mt_lock(h);
+  slab_free(h, p, size);
+  mt_unlock(h);
+}
+
+static void *mt_malloc(void *st, size_t size) {
+  struct heap *h = st;
+  struct tcache *tc = mt_ready_cache(h);
+  if (size > h->max_small || !tc)
+    return mt_malloc_slow(h, size);
+  return mt_take(h, tc, class_index(h, size));
+}
+
+/* The class comes from the descriptor, so a memalign block goes back to its own class. */
+static void mt_free(void *st, void *p, size_t size) {
+  struct heap *h = st;
+  struct tcache *tc = mt_ready_cache(h);
+  if (!p)
+    return;
+  unsigned c;
+  if (size > h->max_small || !tc || (c = slab_of(h, p)->cls) >= h->n_classes) {
+    mt_free_slow(h, p, size);
+    return;
+  }
+  mt_put(h, tc, c, p);
+}
+
+/* As slab_realloc, but a move goes through mt_malloc and mt_free: no copy under the lock. */
+static void *mt_realloc(void *st, void *p, size_t old_size, size_t new_size) {
+  struct heap *h = st;
+  if (h->harden) {
+    mt_lock(h);
+    void *q = slab_realloc(h, p, old_size, new_size);
+    mt_unlock(h);
+    return q;
+  }
+  if (old_size <= h->max_small) {
+    if (small_fits(h, slab_of(h, p), new_size))
+      return p;
+  } else if (new_size > h->max_small) {
+    mt_lock(h);
+    int done = large_resize(h, p, old_size, new_size);
+    mt_unlock(h);
+    if (done)
+      return p;
+  }
+  void *q = mt_malloc(h, new_size);
+  if (!q)
+    return NULL;
+  memcpy(q, p, min_size(old_size, new_size));
+  mt_free(h, p, old_size);
+  return q;
+}
+
+/* A small alignment is a class whose objects are multiples of it, as in slab_memalign. */
+static void *mt_memalign(void *st, size_t align, size_t size) {
+  struct heap *h = st;
+  struct tcache *tc = NULL;
+  if (size <= h->max_small && align <= h->max_small && (tc = mt_cache(h)) != NULL) {
+    unsigned c = class_index(h, size);
+    while (h->cls[c].size % align)
+      c++;
+    return mt_take(h, tc, c);
+  }
+  return mt_locked_malloc(h, tc, align, size);
+}
+
+/* The plain path reads only a live block's descriptor size, fixed while it lives. */
+static size_t mt_usable_size(void *st, void *p, size_t size) {
+  struct heap *h = st;
+  if (!h->harden)
+    return slab_usable_size(h, p, size);
+  mt_lock(h);
+  size_t n = slab_usable_size(h, p, size);
+  mt_unlock(h);
+  return n;
+}
+
+/* The heap's figures, the caches' bytes in meta_bytes; with caches on, the counters after
+ * slabs_made are the caches' (objects still cached: `cached`). */
+static void mt_stats(void *st, struct alloc_stats *ret) {
+  struct heap *h = st;
+  mt_lock(h);
+  slab_stats(h, ret);
+  ret->meta_bytes += h->mt.cache_meta;
+  if (h->mt.cache && ret->n_counters == ALLOC_MAX_COUNTERS) {
+    uint64_t hits = h->mt.old_hits, cached = 0;
+    for (unsigned s = 0; s < h->mt.n_slots; s++) {
+      const struct tcache *tc = h->mt.slot[s].tc;
+      hits += __atomic_load_n(&tc->hits, __ATOMIC_RELAXED);
+      for (unsigned c = 0; c < h->n_classes; c++)
+        cached += __atomic_load_n(&tc->bin[c].n, __ATOMIC_RELAXED);
+    }
+    ret->counter[1] = (struct alloc_counter){"cache_hits", hits};
+    ret->counter[2] = (struct alloc_counter){"depot_refills", h->mt.refills};
+    ret->counter[3] = (struct alloc_counter){"depot_flushes", h->mt.flushes};
+    ret->counter[4] = (struct alloc_counter){"lock_waits", h->mt.waits};
+    ret->counter[5] = (struct alloc_counter){"cached", cached};
+  }
+  mt_unlock(h);
+}
+
+/* slab_init, then the threads' part: caching is off on the hardened path. */
+static int mt_init(void **ret_st, void *base, size_t size, const struct alloc_args *args, char *err,
+                   size_t errlen) {
+  size_t cache;
+  if (alloc_arg_size(args, "cache", &cache, err, errlen))
+    return -1;
+  if (cache > 65536) {
+    snprintf(err, errlen, "cache must be from 0 to 65536 objects");
+    return -1;
+  }
+  if (slab_init(ret_st, base, size, args, err, errlen))
+    return -1;
+  struct heap *h = *ret_st;
+  h->mt.cache = h->harden ? 0 : cache;
+  h->mt.refills = h->mt.flushes = h->mt.waits = h->mt.old_hits = 0;
+  h->mt.n_slots = 0;
+  pthread_mutex_init(&h->mt.lock, NULL);
+  mt_forget_caches(h);
+  return 0;
+}
+
+static void mt_reset(void *st) {
+  mt_forget_caches(st); /* reads the caches' hits: before the heap goes */
+  slab_reset(st);
+}
+
+static void mt_destroy(void *st) {
+  struct heap *h = st;
+  slab_destroy(h);
+  pthread_mutex_destroy(&h->mt.lock);
 }
 
 const struct alloc_methods alloc_slab = {
@@ -1025,13 +1530,14 @@ const struct alloc_methods alloc_slab = {
                "best-fit page runs for large blocks",
     .params = slab_params,
     .variants = slab_variants,
-    .init = slab_init,
-    .malloc = slab_malloc,
-    .free = slab_free,
-    .realloc = slab_realloc,
-    .memalign = slab_memalign,
-    .reset = slab_reset,
-    .usable_size = slab_usable_size,
-    .stats = slab_stats,
-    .destroy = slab_destroy,
+    .flags = ALLOC_THREAD_SAFE,
+    .init = mt_init,
+    .malloc = mt_malloc,
+    .free = mt_free,
+    .realloc = mt_realloc,
+    .memalign = mt_memalign,
+    .reset = mt_reset,
+    .usable_size = mt_usable_size,
+    .stats = mt_stats,
+    .destroy = mt_destroy,
 };

@@ -11,7 +11,8 @@
  * plus the alignment slack in the word below (prev_size), as glibc counts it for hblkhd.
  * The hooks add and subtract those mappings as blocks come and go. Checked against
  * mallinfo2 on every bundled trace: the same figures.
- * Under AddressSanitizer the blocks are ASan's, and stats asks mallinfo2 every time.
+ * Under AddressSanitizer or ThreadSanitizer the blocks are the sanitizer's, and stats asks
+ * mallinfo2 every time.
  * Weakness: a main arena that falls back to mmap when the break cannot grow goes unseen.
  */
 #include "alloc.h"
@@ -22,15 +23,15 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#if defined(__SANITIZE_ADDRESS__)
-#define SYS_ASAN 1
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define SYS_SANITIZED 1
 #elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define SYS_ASAN 1
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define SYS_SANITIZED 1
 #endif
 #endif
-#ifndef SYS_ASAN
-#define SYS_ASAN 0
+#ifndef SYS_SANITIZED
+#define SYS_SANITIZED 0
 #endif
 
 struct sys {
@@ -41,12 +42,14 @@ struct sys {
 
 /* Adds (sign 1) or subtracts (sign -1) the mapping of a block glibc mapped for itself. */
 static void account(struct sys *s, void *p, int sign) {
-  if (SYS_ASAN || !p)
+  if (SYS_SANITIZED || !p)
     return;
   /* The header lies outside the block as C sees it: reach it through its address. */
   const size_t *header = (const size_t *)((uintptr_t)p - sizeof(size_t));
   if (header[0] & 2)
-    s->mapped += sign * (ptrdiff_t)((header[0] & ~(size_t)7) + header[-1]);
+    /* Atomic: threaded replays call the hooks from several threads (rarely this line). */
+    __atomic_fetch_add(&s->mapped, sign * (ptrdiff_t)((header[0] & ~(size_t)7) + header[-1]),
+                       __ATOMIC_RELAXED);
 }
 
 static int sys_init(void **ret_st, void *base, size_t size, const struct alloc_args *args,
@@ -108,11 +111,12 @@ static size_t sys_usable_size(void *st, void *p, size_t size) {
 static void sys_stats(void *st, struct alloc_stats *ret) {
   struct sys *s = st;
   size_t fp;
-  if (SYS_ASAN) {
+  if (SYS_SANITIZED) {
     struct mallinfo2 mi = mallinfo2();
     fp = mi.arena + mi.hblkhd;
   } else {
-    fp = s->footprint0 + ((uintptr_t)sbrk(0) - s->brk0) + (size_t)s->mapped;
+    fp = s->footprint0 + ((uintptr_t)sbrk(0) - s->brk0) +
+         (size_t)__atomic_load_n(&s->mapped, __ATOMIC_RELAXED);
   }
   *ret = (struct alloc_stats){.footprint = fp};
 }

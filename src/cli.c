@@ -33,6 +33,7 @@ void cli_usage(void) {
        "  --series=FILE    write live and footprint about 1000 times per cell to FILE\n"
        "  --pin=CPU        run each cell on that CPU only\n"
        "  --no-fork        run cells in this process (debugging; no crash isolation)\n"
+       "  --serial         replay every trace on one thread, even for thread-safe modules\n"
        "  --quiet          no table on standard error\n"
        "  --help           this text");
 }
@@ -178,6 +179,7 @@ enum {
   OPT_REGION,
   OPT_TIMEOUT,
   OPT_NOFORK,
+  OPT_SERIAL,
   OPT_SAMPLE,
   OPT_SERIES,
   OPT_PIN,
@@ -204,6 +206,9 @@ static int apply(struct cli *c, int opt, const char *arg, char *err, size_t errl
     return parse_timeout(arg, &c->timeout, err, errlen);
   case OPT_NOFORK:
     c->fork = 0;
+    return 0;
+  case OPT_SERIAL:
+    c->serial = 1;
     return 0;
   case OPT_SAMPLE:
     return parse_count("sample", arg, 0, 1 << 20, &c->sample, err, errlen);
@@ -247,6 +252,7 @@ int cli_parse(struct cli *c, int argc, char **argv, char *err, size_t errlen) {
                                        {"region", required_argument, 0, OPT_REGION},
                                        {"timeout", required_argument, 0, OPT_TIMEOUT},
                                        {"no-fork", no_argument, 0, OPT_NOFORK},
+                                       {"serial", no_argument, 0, OPT_SERIAL},
                                        {"sample", required_argument, 0, OPT_SAMPLE},
                                        {"series", required_argument, 0, OPT_SERIES},
                                        {"pin", required_argument, 0, OPT_PIN},

@@ -28,6 +28,7 @@ struct cli {
   const char *csv;
   size_t region;
   int check, reps, warmup, fork, quiet, list, pin, pin_cpu;
+  int serial;         /* --serial: trace threads replay in order on one thread */
   int sample;         /* latency: every sample-th op; 0 for none */
   const char *series; /* --series FILE, or NULL */
   double timeout;

@@ -417,6 +417,7 @@ static const struct setting settings[] = {
     {"pin", set_number, "pin", 0},             /* --pin */
     {"check", set_flag, NULL, FIELD(check)},   /* --check */
     {"fork", set_flag, NULL, FIELD(fork)},     /* false: --no-fork */
+    {"serial", set_flag, NULL, FIELD(serial)}, /* --serial */
     {"quiet", set_flag, NULL, FIELD(quiet)},   /* --quiet */
     {"csv", set_path, NULL, FIELD(csv)},       /* --csv */
     {"series", set_path, NULL, FIELD(series)}, /* --series */

@@ -16,7 +16,7 @@ static const char header[] =
     "malloc_p50_ns,malloc_p90_ns,malloc_p99_ns,malloc_p999_ns,malloc_max_ns,"
     "free_p50_ns,free_p90_ns,free_p99_ns,free_p999_ns,free_max_ns,"
     "realloc_p50_ns,realloc_p90_ns,realloc_p99_ns,realloc_p999_ns,realloc_max_ns,"
-    "latency_overhead,timer_ns,counters,message\n";
+    "latency_overhead,timer_ns,counters,message,detections\n";
 
 /* Records how much of the file holds whole rows, or that a write failed. */
 static int written(struct csv *c) {
@@ -149,7 +149,14 @@ int csv_row(struct csv *c, const char *alloc, const char *params, const struct t
     counters(f, &r->meas.final_stats);
   else
     fputc(',', f);
-  text(f, r->msg, '\n');
+  /* A hardened module's detections: the first one, with its trace line, is the message. */
+  char found[sizeof r->msg];
+  if (ok && r->meas.detections)
+    replay_detection_text(alloc, t, &r->meas, found, sizeof found);
+  text(f, ok && r->meas.detections ? found : r->msg, ',');
+  if (ok)
+    fprintf(f, "%llu", (unsigned long long)r->meas.detections);
+  fputc('\n', f);
   return written(c);
 }
 
@@ -225,4 +232,9 @@ void csv_table_row(FILE *f, const char *alloc, const char *params, const struct 
           mt->ns_per_op, mt->ops_per_sec / 1e6, human((double)t->peak_live, a, sizeof a),
           human((double)r->meas.peak_footprint, b, sizeof b), mt->frag4,
           (unsigned long long)r->meas.failed);
+  if (r->meas.detections) {
+    char found[sizeof r->msg];
+    replay_detection_text(name, t, &r->meas, found, sizeof found);
+    fprintf(f, "harness: %s\n", found);
+  }
 }

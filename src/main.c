@@ -95,6 +95,7 @@ static int run_cell(struct run *r, const struct cli_alloc *a, const struct trace
                            .warmup = r->c->warmup,
                            .timeout = r->c->timeout,
                            .fork = r->c->fork,
+                           .serial = r->c->serial,
                            .sample = (unsigned)r->c->sample,
                            .pin = r->c->pin,
                            .pin_cpu = r->c->pin_cpu};

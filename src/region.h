@@ -14,7 +14,8 @@ struct region {
  * with a message in err. */
 int region_map(struct region *ret, size_t size, char *err, size_t errlen);
 
-/* Returns every page to the kernel, so the next module starts on untouched zero pages. */
+/* Returns every page to the kernel, so the next module starts on untouched zero pages, and
+ * makes every page accessible again. */
 void region_reset(const struct region *r);
 
 /* Bytes of the first `upto` bytes of the region that are resident (mincore). */

@@ -86,9 +86,12 @@ double replay_timed(const struct alloc_methods *m, void *st, const struct trace 
   memset(ptr, 0, t->n_slots * sizeof *ptr);
   const struct trace_op *op = t->ops, *end = t->n_ops ? t->ops + t->n_ops : op; /* ops: NULL */
   uint64_t failed = 0;
+  /* A copy no module can reach: its hooks stay in registers instead of being loaded again
+   * after every call. */
+  const struct alloc_methods hooks = *m;
   double start = now();
   for (; op < end; op++)
-    op += run_op(m, st, op, ptr, &failed);
+    op += run_op(&hooks, st, op, ptr, &failed);
   double secs = now() - start;
   *ret_failed = failed;
   return secs;
@@ -147,12 +150,24 @@ static int new_block(struct replay_pass *ps, const struct trace_op *o) {
   return check_new(ps->chk, o->slot, p, o->size, align, o->kind == OP_CALLOC, (uintptr_t)o);
 }
 
+/* A free of a block freed already (trace_parse_stale): the module gets the stale address,
+ * the checker and the live bytes nothing. */
+static void stale_free(struct replay_pass *ps, const struct trace_op *o) {
+  ps->m->free(ps->st, ps->gone ? ps->gone[o->slot] : NULL, o->size);
+}
+
 static int free_block(struct replay_pass *ps, const struct trace_op *o, int call) {
+  if (o->arg == TRACE_STALE && o->kind == OP_FREE) {
+    stale_free(ps, o);
+    return 0;
+  }
   void *p = ps->ptr[o->slot];
   if (p && ps->chk && check_release(ps->chk, o->slot, p, o->size))
     return -1;
   if (call)
     ps->m->free(ps->st, p, o->size);
+  if (ps->gone)
+    ps->gone[o->slot] = p;
   ps->live -= ps->req[o->slot];
   ps->req[o->slot] = ps->mod[o->slot] = 0;
   if (o->slot)
@@ -204,10 +219,22 @@ static uint64_t internal_frag(const struct replay_pass *ps) {
   return sum;
 }
 
+/* The module's detection count rose at op i: the first one is kept with its op. */
+static void detected(struct replay_measures *r, size_t i) {
+  if (!r->detections) {
+    r->detect_op = i;
+    snprintf(r->detect_msg, sizeof r->detect_msg, "%s",
+             r->final_stats.detection ? r->final_stats.detection : "a misuse");
+  }
+  r->detections = r->final_stats.detections;
+}
+
 /* After op i: footprint, the peaks and the moments METRICS.md names. */
 static void follow(struct replay_pass *ps, size_t i) {
   struct replay_measures *r = ps->r;
   ps->m->stats(ps->st, &r->final_stats);
+  if (r->final_stats.detections != r->detections)
+    detected(r, i);
   uint64_t fp = r->final_stats.footprint, live = ps->live;
   if (live > r->peak_live)
     r->peak_live = live;
@@ -280,11 +307,12 @@ int replay_measured(const struct alloc_methods *m, void *st, const struct trace 
                            .chk = chk,
                            .req = calloc(t->n_slots, sizeof(uint64_t)),
                            .mod = calloc(t->n_slots, sizeof(uint64_t)),
+                           .gone = t->n_stale ? calloc(t->n_slots, sizeof(void *)) : NULL,
                            .touch_region = touch_region,
                            .touch_at = touch_at,
                            .series_every = t->n_ops / 1000 + 1,
                            .r = ret};
-  if (!ps.req || !ps.mod)
+  if (!ps.req || !ps.mod || (t->n_stale && !ps.gone))
     abort(); /* runs in a cell's child: the parent reports the failed row */
   int bad = 0;
   size_t i, skip;
@@ -295,6 +323,7 @@ int replay_measured(const struct alloc_methods *m, void *st, const struct trace 
   }
   free(ps.req);
   free(ps.mod);
+  free(ps.gone);
   if (bad) {
     ret->violation = 1;
     ret->bad_op = i;
@@ -334,6 +363,13 @@ void replay_free_leftovers(const struct alloc_methods *m, void *st, void **ptr,
                            const struct replay_leftovers *lo) {
   for (size_t i = 0; i < lo->n; i++)
     m->free(st, ptr[lo->slot[i]], lo->size[i]);
+}
+
+void replay_detection_text(const char *alloc, const struct trace *t,
+                           const struct replay_measures *r, char *buf, size_t len) {
+  snprintf(buf, len, "%s: %s:%u: the module detected %s (%llu detection%s in all)", alloc, t->path,
+           t->line[r->detect_op], r->detect_msg, (unsigned long long)r->detections,
+           r->detections == 1 ? "" : "s");
 }
 
 void replay_leftovers_fini(struct replay_leftovers *lo) {

@@ -36,6 +36,11 @@ struct replay_measures {
   struct alloc_stats final_stats;
   uint32_t n_series; /* about 1000 points, evenly spaced in ops, the last op included */
   struct replay_point series[REPLAY_SERIES_MAX];
+  /* Detections a hardened module counted (alloc_stats.detections), and the first one: the
+   * op after which the count rose and what the module said it was. */
+  uint64_t detections;
+  size_t detect_op;
+  char detect_msg[128];
   /* On a checker violation: the op and the problem. */
   int violation;
   size_t bad_op;
@@ -52,6 +57,7 @@ struct replay_pass {
   const struct trace *t;
   void **ptr;
   struct check *chk;
+  void **gone; /* traces with stale frees: each slot's last freed address */
   uint64_t *req, *mod;
   uint64_t live;
   const struct region *touch_region;
@@ -89,6 +95,11 @@ void replay_free_leftovers(const struct alloc_methods *m, void *st, void **ptr,
                            const struct replay_leftovers *lo);
 
 void replay_leftovers_fini(struct replay_leftovers *lo);
+
+/* The first detection of a measured replay as the checker words a violation:
+ * "ALLOC: TRACE:LINE: the module detected ... (N in all)". */
+void replay_detection_text(const char *alloc, const struct trace *t,
+                           const struct replay_measures *r, char *buf, size_t len);
 
 /* Replays t through m timing every `every`-th op alone into hist (by kind: malloc, calloc
  * and aligned allocation count as malloc). Returns the pass's seconds. */

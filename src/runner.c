@@ -109,9 +109,9 @@ static int measure(const struct cell_spec *c, const struct trace *t, void **ptr,
   return 0;
 }
 
-/* Trace threads replay on real threads when the module is thread-safe. */
+/* Trace threads replay on real threads when the module is thread-safe (unless --serial). */
 static int threaded(const struct cell_spec *c, const struct trace *t) {
-  return t->n_threads > 1 && (c->m->flags & ALLOC_THREAD_SAFE);
+  return t->n_threads > 1 && (c->m->flags & ALLOC_THREAD_SAFE) && !c->serial;
 }
 
 /* With --check, a threaded replay runs once more under the checker, on threads. */

@@ -30,6 +30,7 @@ struct cell_spec {
   int reps, warmup;
   double timeout;   /* seconds; 0 for none */
   int fork;         /* 0 runs in the calling process (debugging) */
+  int serial;       /* 1: even a thread-safe module replays the trace on one thread */
   unsigned sample;  /* latency pass: time every sample-th op; 0 for no latency pass */
   int pin, pin_cpu; /* when pin: run the cell on CPU pin_cpu only */
 };

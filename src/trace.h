@@ -40,11 +40,15 @@ struct trace {
   uint32_t n_threads;
   /* Op counts by the trace's own words. */
   uint64_t n_malloc, n_free, n_realloc, n_calloc, n_memalign, n_reset;
+  uint64_t n_stale; /* frees of freed blocks kept by trace_parse_stale (TRACE_STALE) */
   /* live(t) depends on the trace alone (METRICS.md). */
   uint64_t peak_live;
   size_t peak_live_op; /* t*: index of the first op after which live is at its peak */
   char warning[256];   /* a problem worth a warning but not a refusal, or "" */
 };
+
+/* A FREE op's arg when it frees a block already freed (trace_parse_stale only). */
+#define TRACE_STALE 1u
 
 /* Largest size a trace may request: no allocation of more can have succeeded. */
 #define TRACE_MAX_SIZE (1ull << 47)
@@ -55,6 +59,12 @@ int trace_load(struct trace *ret, const char *path, char *err, size_t errlen);
 /* Parses a trace held in memory (len bytes; need not be NUL-terminated). */
 int trace_parse(struct trace *ret, const char *name, const char *buf, size_t len, char *err,
                 size_t errlen);
+
+/* As trace_parse, but a double free is kept instead of refused, for tests of hardened
+ * modules (the harness's own reader refuses it): it becomes a FREE op with arg TRACE_STALE
+ * on the block's old slot, which is never reused, so replay passes the stale address. */
+int trace_parse_stale(struct trace *ret, const char *name, const char *buf, size_t len, char *err,
+                      size_t errlen);
 
 void trace_free(struct trace *t);
 
