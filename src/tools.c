@@ -169,8 +169,9 @@ static enum out_format out_format(const char *path) {
   return OUT_UNKNOWN;
 }
 
-int tools_write(const struct trace *t, const char *meta, const char *path, char *err,
-                size_t errlen) {
+/* version: of a binary output, TRACE_BIN_VERSION (the record stream) or TRACE_BIN_V2. */
+static int write_as(const struct trace *t, const char *meta, const char *path, int version,
+                    char *err, size_t errlen) {
   enum out_format f = out_format(path);
   if (f == OUT_UNKNOWN) {
     snprintf(err, errlen,
@@ -183,8 +184,13 @@ int tools_write(const struct trace *t, const char *meta, const char *path, char 
   if (!o)
     return -1;
   char why[256];
-  int r = f == OUT_BINARY ? trace_bin_write(t, meta, trace_zip_write, o, why, sizeof why)
-                          : tools_write_text(t, meta, trace_zip_write, o, why, sizeof why);
+  int r;
+  if (f == OUT_TEXT)
+    r = tools_write_text(t, meta, trace_zip_write, o, why, sizeof why);
+  else if (version == TRACE_BIN_V2)
+    r = trace_bin_write_v2(t, meta, trace_zip_write, o, why, sizeof why);
+  else
+    r = trace_bin_write(t, meta, trace_zip_write, o, why, sizeof why);
   if (r && why[0]) { /* the trace could not be written; a sink failure is close's to tell */
     snprintf(err, errlen, "%s: %s", path, why);
     trace_zip_abandon(o);
@@ -193,10 +199,15 @@ int tools_write(const struct trace *t, const char *meta, const char *path, char 
   return trace_zip_close(o, err, errlen) || r ? -1 : 0;
 }
 
+int tools_write(const struct trace *t, const char *meta, const char *path, char *err,
+                size_t errlen) {
+  return write_as(t, meta, path, TRACE_BIN_VERSION, err, errlen);
+}
+
 /* --- where a trace came from --- */
 
 struct source {
-  int binary;
+  int binary; /* its version, 0 for text */
   char meta[TRACE_BIN_META_MAX + 1];
 };
 
@@ -250,7 +261,7 @@ static void read_source(const char *path, struct source *ret) {
   munmap(map, len);
   if (n <= 0)
     return;
-  ret->binary = trace_bin_is(head, (size_t)n);
+  ret->binary = trace_bin_version(head, (size_t)n);
   if (ret->binary)
     trace_bin_meta(head, (size_t)n, ret->meta, sizeof ret->meta);
   else
@@ -430,9 +441,11 @@ int tools_info(FILE *f, const struct trace *t, const char *meta, const char *whe
 /* --- the subcommands --- */
 
 static void tools_usage(void) {
-  fputs("usage: ./harness convert IN OUT\n"
+  fputs("usage: ./harness convert [--v1 | --v2] IN OUT\n"
         "         converts a trace (text, .rep, binary, or any of them compressed) to OUT:\n"
-        "         OUT.trace is text, OUT.atb binary; a .zst or .gz suffix compresses it\n"
+        "         OUT.trace is text, OUT.atb binary; a .zst or .gz suffix compresses it;\n"
+        "         binary is version 1 (compact records) unless --v2 (the ops image:\n"
+        "         read into memory as it is, no decoding; larger, the fastest to load)\n"
         "       ./harness info TRACE...\n"
         "         prints a summary: ops, threads, sizes, peak live, lifetimes, leaks\n",
         stderr);
@@ -450,6 +463,15 @@ static int load(struct trace *t, const char *path) {
 }
 
 static int cmd_convert(int argc, char **argv) {
+  int version = TRACE_BIN_VERSION;
+  for (; argc > 1 && argv[1][0] == '-' && argv[1][1] == '-'; argc--, argv++) {
+    if (strcmp(argv[1], "--v1") != 0 && strcmp(argv[1], "--v2") != 0) {
+      fprintf(stderr, "harness: convert: unknown option '%s'\n", argv[1]);
+      tools_usage();
+      return EXIT_USAGE;
+    }
+    version = argv[1][3] == '2' ? TRACE_BIN_V2 : TRACE_BIN_VERSION;
+  }
   if (argc != 3) {
     tools_usage();
     return EXIT_USAGE;
@@ -467,7 +489,7 @@ static int cmd_convert(int argc, char **argv) {
     return EXIT_INPUT;
   struct source src;
   read_source(argv[1], &src);
-  int r = tools_write(&t, src.meta, argv[2], err, sizeof err);
+  int r = write_as(&t, src.meta, argv[2], version, err, sizeof err);
   trace_free(&t);
   if (r) {
     fprintf(stderr, "harness: %s\n", err);
@@ -489,7 +511,8 @@ static int cmd_info(int argc, char **argv) {
     read_source(argv[i], &src);
     if (i > 1)
       putchar('\n');
-    int r = tools_info(stdout, &t, src.meta, src.binary ? "record" : "line");
+    /* version 1 numbers its records; version 2 keeps the lines of what it was made from */
+    int r = tools_info(stdout, &t, src.meta, src.binary == TRACE_BIN_VERSION ? "record" : "line");
     trace_free(&t);
     if (r) {
       fprintf(stderr, "harness: %s: out of memory\n", argv[i]);

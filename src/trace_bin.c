@@ -1,13 +1,17 @@
-/* Binary traces: the reader (one pass over the mapped file, validating as the text reader
- * does) and the writer (from a loaded trace). */
+/* Binary traces: version 1's reader (one pass over the mapped file, decoding and
+ * validating as the text reader does) and writer; version 2's reader (the stored ops read
+ * into place, then every op checked) and writer. */
 #include "trace_bin.h"
 
 #include "region.h"
 
+#include <errno.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* A live slot's size carries this bit; sizes never reach it (TRACE_MAX_SIZE is 2^47). */
 #define LIVE (1ull << 63)
@@ -70,8 +74,9 @@ static int read_header(struct reader *r) {
                                    .meta_len = (uint32_t)get_le(b + 24, 4)};
   char msg[192];
   if (r->h.version != TRACE_BIN_VERSION) {
-    snprintf(msg, sizeof msg, "unsupported binary trace version %u (this harness reads version %d)",
-             (unsigned)r->h.version, TRACE_BIN_VERSION);
+    snprintf(msg, sizeof msg,
+             "unsupported binary trace version %u (this harness reads versions %d and %d)",
+             (unsigned)r->h.version, TRACE_BIN_VERSION, TRACE_BIN_V2);
     return fail_header(r, msg);
   }
   if (r->h.flags & ~TRACE_BIN_COMPLETE) {
@@ -104,7 +109,20 @@ static int read_header(struct reader *r) {
   return 0;
 }
 
-/* Arrays are sized once from a complete header; an unfinished trace grows them. */
+/* How many elements of elem bytes to map for n: from HUGE_FROM bytes on, whole 2 MiB
+ * pages, which region_side_alloc maps as transparent huge pages: one page fault per 2 MiB
+ * instead of one per 4 KiB. On this project's VMs a 4 KiB fault costs some 14 us (3.5 ms
+ * per MiB), a huge page 0.1 to 0.3 ms per MiB; only the pages touched cost anything. */
+#define HUGE_PAGE (2u << 20)
+#define HUGE_FROM (128u << 10)
+static size_t huge_count(size_t n, size_t elem) {
+  if (n * elem < HUGE_FROM)
+    return n;
+  return (n * elem + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE / elem;
+}
+
+/* Arrays are sized once from a complete header; an unfinished trace grows them. The
+ * lines, and so the ops, fill whole huge pages. */
 static int reserve_ops(struct reader *r, size_t need) {
   struct trace *t = r->t;
   if (need <= t->cap)
@@ -112,6 +130,7 @@ static int reserve_ops(struct reader *r, size_t need) {
   size_t cap = t->cap ? t->cap * 2 : 4096;
   while (cap < need)
     cap *= 2;
+  cap = huge_count(cap, sizeof *t->line);
   struct trace_op *ops = region_side_resize(t->ops, t->cap * sizeof *ops, cap * sizeof *ops);
   uint32_t *line =
       ops ? region_side_resize(t->line, t->cap * sizeof *line, cap * sizeof *line) : NULL;
@@ -130,6 +149,7 @@ static int reserve_slots(struct reader *r, size_t need) {
   size_t cap = r->cap_slots ? r->cap_slots * 2 : 1024;
   while (cap < need)
     cap *= 2;
+  cap = huge_count(cap, sizeof *r->slot_size);
   uint64_t *sizes =
       region_side_resize(r->slot_size, r->cap_slots * sizeof *sizes, cap * sizeof *sizes);
   uint32_t *fs =
@@ -621,8 +641,8 @@ static int read_unfinished(struct reader *r) {
   return 0;
 }
 
-int trace_bin_parse(struct trace *ret, const char *name, const void *buf, size_t len, char *err,
-                    size_t errlen) {
+static int bin_parse_v1(struct trace *ret, const char *name, const void *buf, size_t len, char *err,
+                        size_t errlen) {
   *ret = (struct trace){.n_threads = 1, .n_slots = 1}; /* slot 0 holds NULL */
   struct reader r = {.t = ret,
                      .name = name,
@@ -642,6 +662,594 @@ int trace_bin_parse(struct trace *ret, const char *name, const void *buf, size_t
   return rc;
 }
 
+/* --- version 2: the ops image --- */
+
+/* The file holds the ops exactly as struct trace_op lays them out on a little-endian host. */
+_Static_assert(sizeof(struct trace_op) == 24 && offsetof(struct trace_op, arg) == 8 &&
+                   offsetof(struct trace_op, slot) == 16 && offsetof(struct trace_op, kind) == 20 &&
+                   offsetof(struct trace_op, word) == 21 && offsetof(struct trace_op, thread) == 22,
+               "a version-2 trace stores struct trace_op as it is in memory");
+
+#define V2_OP 24u /* bytes of an op in the file */
+
+/* Header fields after the version-1 ones (offsets 0 to 27 are the same in both versions). */
+enum {
+  V2_OP_SIZE = 28,   /* u32: V2_OP */
+  V2_OPS_AT = 32,    /* u64: offset of the ops */
+  V2_LINES_AT = 40,  /* u64: offset of the line numbers */
+  V2_COUNTS = 48,    /* u64 x 6: n_malloc, n_free, n_realloc, n_calloc, n_memalign, n_reset */
+  V2_PEAK = 96,      /* u64: peak_live */
+  V2_PEAK_OP = 104,  /* u64: peak_live_op */
+  V2_RESERVED = 112, /* 16 bytes, 0 */
+};
+
+/* The words ops carry, as the classes counted in the header (n_malloc ... n_memalign, then
+ * resets: the frees a reset does carry 'x' too but are counted nowhere). */
+enum { W_NONE, W_M, W_F, W_R, W_C, W_A, W_X, W_CLASSES };
+static const uint8_t word_class[256] = {
+    ['m'] = W_M, ['f'] = W_F, ['r'] = W_R, ['c'] = W_C, ['a'] = W_A, ['x'] = W_X};
+/* The words each kind may carry, as the readers make them; 0 for unknown kinds. */
+static const uint8_t kind_words[256] = {[OP_MALLOC] = 1 << W_M | 1 << W_R | 1 << W_A,
+                                        [OP_FREE] = 1 << W_F | 1 << W_R | 1 << W_X,
+                                        [OP_REALLOC] = 1 << W_R,
+                                        [OP_CALLOC] = 1 << W_C,
+                                        [OP_MEMALIGN] = 1 << W_A,
+                                        [OP_RESET] = 1 << W_X};
+static const char *const kind_name[] = {"malloc", "free", "realloc", "calloc", "memalign", "reset"};
+static const char *const count_name[] = {"mallocs", "frees",      "reallocs",
+                                         "callocs", "alignments", "resets"};
+
+struct v2_header {
+  uint16_t flags;
+  uint64_t n_ops;
+  uint32_t slots, threads, meta_len, op_size;
+  uint64_t ops_at, lines_at;
+  uint64_t count[6];
+  uint64_t peak, peak_op;
+};
+
+/* What the validation pass finds, to hold against the header. */
+struct v2_sum {
+  uint64_t count[6]; /* as the header's */
+  uint64_t peak;
+  size_t peak_op;
+  uint32_t slots, threads;
+};
+
+/* The validation pass over ops and lines, wherever they are (the mapped file, a copy, or a
+ * trace about to be written). */
+struct v2_check {
+  const char *name;  /* the file, for messages; NULL when writing (messages "op N: ...") */
+  const char *whose; /* "the header's" or "the trace's": where the slot and thread counts are */
+  char *err;
+  size_t errlen;
+  uint64_t ops_at, lines_at; /* bytes of op 0 and line 0 in the file, for messages */
+  const struct trace_op *ops;
+  const uint32_t *line;
+  size_t n;
+  uint32_t n_slots, n_threads;
+  uint64_t *state; /* per slot: LIVE | size while live, else the next free slot (0: none) */
+};
+
+static int v2_fail(const struct v2_check *c, size_t i, int at_line, const char *fmt, ...) {
+  int n;
+  if (!c->name)
+    n = snprintf(c->err, c->errlen, "op %zu: ", i + 1);
+  else if (at_line)
+    n = snprintf(c->err, c->errlen, "%s: op %zu (its line at byte %llu): ", c->name, i + 1,
+                 (unsigned long long)(c->lines_at + 4 * (uint64_t)i));
+  else
+    n = snprintf(c->err, c->errlen, "%s: op %zu (byte %llu): ", c->name, i + 1,
+                 (unsigned long long)(c->ops_at + V2_OP * (uint64_t)i));
+  va_list ap;
+  va_start(ap, fmt);
+  if (n >= 0 && (size_t)n < c->errlen)
+    vsnprintf(c->err + n, c->errlen - (size_t)n, fmt, ap);
+  va_end(ap);
+  return -1;
+}
+
+/* The op before i that last named slot s, counted from 1 (0: none); only for messages. */
+static size_t v2_last_op(const struct v2_check *c, size_t i, uint32_t s) {
+  while (i-- > 0)
+    if (c->ops[i].slot == s)
+      return i + 1;
+  return 0;
+}
+
+static int v2_bad_word(const struct v2_check *c, size_t i) {
+  const struct trace_op *o = &c->ops[i];
+  if (o->kind > OP_RESET)
+    return v2_fail(c, i, 0, "unknown op kind %u", (unsigned)o->kind);
+  if (o->word >= 0x20 && o->word < 0x7f)
+    return v2_fail(c, i, 0, "a %s op with the word '%c'", kind_name[o->kind], o->word);
+  return v2_fail(c, i, 0, "a %s op with the word \\x%02x", kind_name[o->kind], (unsigned)o->word);
+}
+
+/* A free or realloc whose block is not live with the size the op passes. */
+static int v2_bad_block(const struct v2_check *c, size_t i, uint32_t next) {
+  const struct trace_op *o = &c->ops[i];
+  const char *what = kind_name[o->kind];
+  uint64_t st = c->state[o->slot], passed = o->kind == OP_FREE ? o->size : o->arg;
+  if (o->slot == 0)
+    return v2_fail(c, i, 0, "%s of slot 0, which is NULL's", what);
+  if (o->slot >= next)
+    return v2_fail(c, i, 0, "%s of slot %u, which was never allocated", what, (unsigned)o->slot);
+  if (!(st & LIVE) && o->kind == OP_FREE)
+    return v2_fail(c, i, 0, "double free of slot %u (freed at op %zu)", (unsigned)o->slot,
+                   v2_last_op(c, i, o->slot));
+  if (!(st & LIVE))
+    return v2_fail(c, i, 0, "%s of slot %u, which was freed at op %zu", what, (unsigned)o->slot,
+                   v2_last_op(c, i, o->slot));
+  return v2_fail(c, i, 0, "%s of slot %u passes size %llu, the block's size is %llu", what,
+                 (unsigned)o->slot, (unsigned long long)passed, (unsigned long long)(st & ~LIVE));
+}
+
+static int v2_bad_slot(const struct v2_check *c, size_t i, uint32_t want) {
+  uint32_t s = c->ops[i].slot;
+  if (s == 0)
+    return v2_fail(c, i, 0, "allocation into slot 0, which is NULL's");
+  if (c->state[s] & LIVE)
+    return v2_fail(c, i, 0, "allocation into slot %u, which is live (allocated at op %zu)",
+                   (unsigned)s, v2_last_op(c, i, s));
+  return v2_fail(c, i, 0,
+                 "allocation into slot %u where the readers' rule (the slot freed last, else a "
+                 "new one) gives slot %u",
+                 (unsigned)s, (unsigned)want);
+}
+
+static int v2_bad_reset(const struct v2_check *c, size_t i, size_t reset_at, uint64_t left) {
+  if (left)
+    return v2_fail(c, i, 0,
+                   "the reset at op %zu frees %llu more blocks: this op is not one of them",
+                   reset_at + 1, (unsigned long long)left);
+  return v2_fail(c, i, 0, "a reset's free (word 'x') that no reset announced");
+}
+
+static int good_alignment(uint64_t a) {
+  return a > 16 && a <= (1u << 30) && (a & (a - 1)) == 0;
+}
+
+/* The pass's state, kept from one chunk of ops to the next. */
+struct v2_pass {
+  uint64_t count[W_CLASSES];
+  uint64_t live, peak, n_live, reset_left, reset_frees;
+  size_t peak_op, reset_at;
+  uint32_t head, next; /* the free slots' LIFO (linked through state[]), the next new slot */
+  uint32_t max_thread, last_line;
+};
+
+/* Names what is wrong with op i, p being the state before it: the hot loop only stops. The
+ * checks are the loop's, in its order. */
+static int v2_bad_op(const struct v2_check *c, const struct v2_pass *p, size_t i) {
+  const struct trace_op *o = &c->ops[i];
+  unsigned w = word_class[o->word];
+  uint32_t s = o->slot;
+  if (!(kind_words[o->kind] >> w & 1))
+    return v2_bad_word(c, i);
+  if (o->thread >= c->n_threads)
+    return v2_fail(c, i, 0, "thread %u is out of range (%s %u threads)", (unsigned)o->thread,
+                   c->whose, (unsigned)c->n_threads);
+  if (s >= c->n_slots)
+    return v2_fail(c, i, 0, "slot %u is out of range (%s %u slots)", (unsigned)s, c->whose,
+                   (unsigned)c->n_slots);
+  if ((p->reset_left != 0) != (o->kind == OP_FREE && w == W_X))
+    return v2_bad_reset(c, i, p->reset_at, p->reset_left);
+  switch (o->kind) {
+  case OP_FREE:
+    if (o->arg)
+      return v2_fail(c, i, 0, "a free with the argument %llu (must be 0)",
+                     (unsigned long long)o->arg);
+    if (s == 0 && w == W_F)
+      return v2_fail(c, i, 0, "free(NULL) with the size %llu", (unsigned long long)o->size);
+    return v2_bad_block(c, i, p->next);
+  case OP_REALLOC:
+    if (c->state[s] != (LIVE | o->arg))
+      return v2_bad_block(c, i, p->next);
+    return v2_fail(c, i, 0, "realloc to size %llu (1 to 2^47)", (unsigned long long)o->size);
+  case OP_RESET:
+    return v2_fail(c, i, 0,
+                   "a reset (slot %u, size %llu) that announces %llu frees with %llu blocks live",
+                   (unsigned)s, (unsigned long long)o->size, (unsigned long long)o->arg,
+                   (unsigned long long)p->n_live);
+  default:
+    if (o->kind == OP_MEMALIGN && !good_alignment(o->arg))
+      return v2_fail(c, i, 0, "alignment %llu is not a power of two from 32 to 2^30",
+                     (unsigned long long)o->arg);
+    if (o->kind != OP_MEMALIGN && o->arg)
+      return v2_fail(c, i, 0, "a %s with the argument %llu (must be 0)", kind_name[o->kind],
+                     (unsigned long long)o->arg);
+    if (o->size > TRACE_MAX_SIZE)
+      return v2_fail(c, i, 0, "size %llu is larger than any allocation can be (2^47)",
+                     (unsigned long long)o->size);
+    return v2_bad_slot(c, i, p->head ? p->head : p->next);
+  }
+}
+
+/* Checks ops [from, to) and applies them to p. The loop stops at the first op that fails a
+ * check, before changing anything, and v2_bad_op says why. */
+static int v2_ops(const struct v2_check *c, struct v2_pass *p, size_t from, size_t to) {
+  const struct trace_op *ops = c->ops;
+  uint64_t *state = c->state;
+  uint64_t live = p->live, peak = p->peak, n_live = p->n_live, reset_left = p->reset_left;
+  size_t peak_op = p->peak_op, reset_at = p->reset_at, i;
+  uint32_t head = p->head, next = p->next, max_thread = p->max_thread;
+  uint32_t n_slots = c->n_slots, n_threads = c->n_threads;
+  uint64_t count[W_CLASSES], reset_frees = p->reset_frees; /* locals: state[] cannot alias them */
+  memcpy(count, p->count, sizeof count);
+  for (i = from; i < to; i++) {
+    const struct trace_op *o = &ops[i];
+    uint64_t size = o->size, arg = o->arg;
+    uint32_t s = o->slot;
+    unsigned kind = o->kind, w = word_class[o->word];
+    unsigned reset_free = kind == OP_FREE && w == W_X;
+    if (!(kind_words[kind] >> w & 1) || o->thread >= n_threads || s >= n_slots ||
+        (reset_left != 0) != reset_free)
+      break;
+    if (kind == OP_FREE) {
+      if (arg || (s == 0 && (size || w != W_F)) || (s && state[s] != (LIVE | size)))
+        break;
+      if (s) {
+        state[s] = head;
+        head = s;
+        live -= size;
+        n_live--;
+      }
+    } else if (kind == OP_REALLOC) {
+      if (state[s] != (LIVE | arg) || size - 1 >= TRACE_MAX_SIZE) /* s == 0 is never live */
+        break;
+      state[s] = LIVE | size;
+      live = live - arg + size;
+    } else if (kind == OP_RESET) {
+      if (s || size || arg != n_live)
+        break;
+      reset_left = arg;
+      reset_at = i;
+      reset_frees += arg;
+    } else {
+      if ((kind == OP_MEMALIGN ? !good_alignment(arg) : arg != 0) || size > TRACE_MAX_SIZE ||
+          s != (head ? head : next))
+        break;
+      if (head)
+        head = (uint32_t)state[s];
+      else
+        next++;
+      state[s] = LIVE | size;
+      live += size;
+      n_live++;
+    }
+    count[w]++;
+    max_thread = o->thread > max_thread ? o->thread : max_thread;
+    reset_left -= reset_free;
+    peak_op = live > peak ? i : peak_op;
+    peak = live > peak ? live : peak;
+  }
+  memcpy(p->count, count, sizeof count);
+  p->reset_at = reset_at;
+  p->reset_frees = reset_frees;
+  p->live = live;
+  p->peak = peak;
+  p->n_live = n_live;
+  p->reset_left = reset_left;
+  p->peak_op = peak_op;
+  p->head = head;
+  p->next = next;
+  p->max_thread = max_thread;
+  return i == to ? 0 : v2_bad_op(c, p, i);
+}
+
+/* Lines [from, to): they count from 1 and never decrease (a reset's frees share its line). */
+static int v2_lines(const struct v2_check *c, struct v2_pass *p, size_t from, size_t to) {
+  const uint32_t *line = c->line;
+  uint32_t start = from ? p->last_line : 1, prev = start;
+  unsigned bad = 0;
+  for (size_t i = from; i < to; i++) {
+    bad |= line[i] < prev;
+    prev = line[i];
+  }
+  p->last_line = prev;
+  for (size_t i = from; bad && i < to; start = line[i], i++)
+    if (line[i] < start)
+      return i == 0 ? v2_fail(c, 0, 1, "line number 0 (lines count from 1)")
+                    : v2_fail(c, i, 1, "line %u follows line %u: line numbers must not decrease",
+                              (unsigned)line[i], (unsigned)start);
+  return 0;
+}
+
+/* After the last op: the last reset's frees all came, and what the header must say. */
+static int v2_finish(const struct v2_check *c, const struct v2_pass *p, struct v2_sum *ret) {
+  if (p->reset_left)
+    return v2_fail(c, p->reset_at, 0, "this reset frees %llu more blocks than follow it",
+                   (unsigned long long)p->reset_left);
+  const uint64_t *k = p->count;
+  *ret = (struct v2_sum){.count = {k[W_M], k[W_F], k[W_R], k[W_C], k[W_A], k[W_X] - p->reset_frees},
+                         .peak = p->peak,
+                         .peak_op = p->peak_op,
+                         .slots = p->next,
+                         .threads = c->n ? p->max_thread + 1 : 1};
+  return 0;
+}
+
+/* The whole pass at once (the writer's). */
+static int v2_validate(const struct v2_check *c, struct v2_sum *ret) {
+  struct v2_pass p = {.next = 1};
+  return v2_lines(c, &p, 0, c->n) || v2_ops(c, &p, 0, c->n) || v2_finish(c, &p, ret) ? -1 : 0;
+}
+/* --- version 2: reading --- */
+
+struct v2_reader {
+  const char *name;
+  char *err;
+  size_t errlen;
+  const uint8_t *b;
+  size_t len;
+  struct v2_header h;
+};
+
+static int v2_header_fail(struct v2_reader *r, const char *fmt, ...) {
+  int n = snprintf(r->err, r->errlen, "%s: ", r->name);
+  va_list ap;
+  va_start(ap, fmt);
+  if (n >= 0 && (size_t)n < r->errlen)
+    vsnprintf(r->err + n, r->errlen - (size_t)n, fmt, ap);
+  va_end(ap);
+  return -1;
+}
+
+static uint64_t align_up64(uint64_t v) {
+  return (v + TRACE_BIN_V2_ALIGN - 1) / TRACE_BIN_V2_ALIGN * TRACE_BIN_V2_ALIGN;
+}
+
+static void v2_header_decode(struct v2_reader *r) {
+  const uint8_t *b = r->b;
+  struct v2_header *h = &r->h;
+  h->flags = (uint16_t)get_le(b + 6, 2);
+  h->n_ops = get_le(b + 8, 8);
+  h->slots = (uint32_t)get_le(b + 16, 4);
+  h->threads = (uint32_t)get_le(b + 20, 4);
+  h->meta_len = (uint32_t)get_le(b + 24, 4);
+  h->op_size = (uint32_t)get_le(b + V2_OP_SIZE, 4);
+  h->ops_at = get_le(b + V2_OPS_AT, 8);
+  h->lines_at = get_le(b + V2_LINES_AT, 8);
+  for (int k = 0; k < 6; k++)
+    h->count[k] = get_le(b + V2_COUNTS + 8 * k, 8);
+  h->peak = get_le(b + V2_PEAK, 8);
+  h->peak_op = get_le(b + V2_PEAK_OP, 8);
+}
+
+/* Where a file shorter than its header announces was cut. */
+static int v2_truncated(struct v2_reader *r) {
+  const struct v2_header *h = &r->h;
+  if (r->len < TRACE_BIN_V2_HEADER + (uint64_t)h->meta_len)
+    return v2_header_fail(r, "truncated binary trace: the file ends inside its metadata");
+  if (r->len < h->ops_at)
+    return v2_header_fail(r, "truncated binary trace: the file ends before its ops");
+  if (r->len < h->lines_at) {
+    size_t k = (size_t)((r->len - h->ops_at) / V2_OP);
+    return v2_header_fail(r,
+                          "op %zu (byte %llu): truncated binary trace: the file ends after %zu of "
+                          "the %llu ops its header announces",
+                          k + 1, (unsigned long long)(h->ops_at + V2_OP * (uint64_t)k), k,
+                          (unsigned long long)h->n_ops);
+  }
+  size_t k = (size_t)((r->len - h->lines_at) / 4);
+  return v2_header_fail(r,
+                        "op %zu (its line at byte %llu): truncated binary trace: the file ends "
+                        "after %zu of the %llu line numbers",
+                        k + 1, (unsigned long long)(h->lines_at + 4 * (uint64_t)k), k,
+                        (unsigned long long)h->n_ops);
+}
+
+/* The header against itself and the file's length: after this, every offset the pass
+ * reads lies inside the file and the slot count is bounded by the file's size. */
+static int v2_header(struct v2_reader *r) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+  return v2_header_fail(r, "binary trace version 2 holds little-endian ops, which this host "
+                           "cannot use in place: convert it to version 1 on a little-endian host");
+#endif
+  if (r->len < TRACE_BIN_V2_HEADER)
+    return v2_header_fail(r, "truncated binary trace: the file ends inside its %d-byte header",
+                          TRACE_BIN_V2_HEADER);
+  v2_header_decode(r);
+  const struct v2_header *h = &r->h;
+  if (h->flags & ~TRACE_BIN_COMPLETE)
+    return v2_header_fail(r, "unknown header flags 0x%x", (unsigned)h->flags);
+  if (!(h->flags & TRACE_BIN_COMPLETE))
+    return v2_header_fail(r, "corrupt header: no completion mark (version 2 is written whole)");
+  if (h->meta_len > TRACE_BIN_META_MAX)
+    return v2_header_fail(r, "corrupt header: metadata of %u bytes (at most %d)",
+                          (unsigned)h->meta_len, TRACE_BIN_META_MAX);
+  if (h->op_size != V2_OP)
+    return v2_header_fail(r, "corrupt header: ops of %u bytes (version 2's are %u)",
+                          (unsigned)h->op_size, V2_OP);
+  for (int k = V2_RESERVED; k < TRACE_BIN_V2_HEADER; k++)
+    if (r->b[k])
+      return v2_header_fail(r, "corrupt header: reserved byte %d is not 0", k);
+  uint64_t want_ops = align_up64(TRACE_BIN_V2_HEADER + (uint64_t)h->meta_len);
+  if (h->ops_at % TRACE_BIN_V2_ALIGN)
+    return v2_header_fail(r, "corrupt header: the ops' offset %llu is not a multiple of %d",
+                          (unsigned long long)h->ops_at, TRACE_BIN_V2_ALIGN);
+  if (h->ops_at != want_ops)
+    return v2_header_fail(r,
+                          "corrupt header: the ops' offset is %llu, not %llu (after the metadata)",
+                          (unsigned long long)h->ops_at, (unsigned long long)want_ops);
+  if (h->n_ops > (UINT64_MAX - h->ops_at) / (V2_OP + 4))
+    return v2_header_fail(r, "corrupt header: %llu ops overflow the file's offsets",
+                          (unsigned long long)h->n_ops);
+  if (h->lines_at != h->ops_at + V2_OP * h->n_ops)
+    return v2_header_fail(r, "corrupt header: the lines' offset is %llu, not %llu (after the ops)",
+                          (unsigned long long)h->lines_at,
+                          (unsigned long long)(h->ops_at + V2_OP * h->n_ops));
+  uint64_t end = h->lines_at + 4 * h->n_ops;
+  if (r->len < end)
+    return v2_truncated(r);
+  if (r->len > end)
+    return v2_header_fail(r,
+                          "corrupt binary trace: %llu bytes follow the %llu ops and line numbers "
+                          "its header announces",
+                          (unsigned long long)(r->len - end), (unsigned long long)h->n_ops);
+  if (h->slots == 0 || h->threads == 0 || h->threads > 65536 || h->slots - 1 > h->n_ops)
+    return v2_header_fail(r, "corrupt header: %llu ops, %u slots, %u threads",
+                          (unsigned long long)h->n_ops, (unsigned)h->slots, (unsigned)h->threads);
+  for (uint64_t k = TRACE_BIN_V2_HEADER + h->meta_len; k < h->ops_at; k++)
+    if (r->b[k])
+      return v2_header_fail(r,
+                            "corrupt header: byte %llu, between the metadata and the ops, is "
+                            "not 0",
+                            (unsigned long long)k);
+  return 0;
+}
+
+/* The header's counts and peak against the pass's. */
+static int v2_agree(const struct v2_check *c, const struct v2_header *h, const struct v2_sum *s) {
+  char msg[160] = "";
+  if (h->slots != s->slots || h->threads != s->threads)
+    snprintf(msg, sizeof msg, "it announces %u slots and %u threads, the ops use %u and %u",
+             (unsigned)h->slots, (unsigned)h->threads, (unsigned)s->slots, (unsigned)s->threads);
+  for (int k = 0; k < 6 && !msg[0]; k++)
+    if (h->count[k] != s->count[k])
+      snprintf(msg, sizeof msg, "it counts %llu %s, the ops hold %llu",
+               (unsigned long long)h->count[k], count_name[k], (unsigned long long)s->count[k]);
+  if (msg[0]) {
+    snprintf(c->err, c->errlen, "%s: corrupt header: %s", c->name, msg);
+    return -1;
+  }
+  if (h->peak != s->peak || h->peak_op != s->peak_op)
+    return v2_fail(c, s->peak_op, 0,
+                   "corrupt header: it gives peak live %llu at op %llu, the ops first reach %llu "
+                   "at this op",
+                   (unsigned long long)h->peak, (unsigned long long)h->peak_op + 1,
+                   (unsigned long long)s->peak);
+  return 0;
+}
+
+/* Reads n bytes at off; 0, or -1 with errno set (0 when the file ended first). */
+static int read_at(int fd, void *p, size_t n, uint64_t off) {
+  for (size_t got = 0; got < n;) {
+    ssize_t k = pread(fd, (uint8_t *)p + got, n - got, (off_t)(off + got));
+    if (k < 0 && errno == EINTR)
+      continue;
+    if (k <= 0) {
+      errno = k < 0 ? errno : 0;
+      return -1;
+    }
+    got += (size_t)k;
+  }
+  return 0;
+}
+
+/* Arrays for the ops and lines, whole huge pages (see huge_count). */
+static int v2_alloc(struct trace *t, struct v2_reader *r) {
+  size_t n = (size_t)r->h.n_ops;
+  if (!n)
+    return 0;
+  t->cap = huge_count(n, sizeof *t->line);
+  t->ops = region_side_alloc(t->cap * sizeof *t->ops);
+  t->line = t->ops ? region_side_alloc(t->cap * sizeof *t->line) : NULL;
+  if (!t->line)
+    return v2_header_fail(r, "out of memory reading the trace");
+  return 0;
+}
+
+/* Ops and lines [from, to) into t: from fd when it is not -1 (read straight in, as
+ * trace_load does), else copied from r->b (which may be misaligned, or go away). */
+static int v2_fill(struct trace *t, struct v2_reader *r, int fd, size_t from, size_t to) {
+  size_t n = to - from;
+  uint64_t ops_at = r->h.ops_at + from * sizeof *t->ops;
+  uint64_t lines_at = r->h.lines_at + from * sizeof *t->line;
+  if (fd < 0) {
+    memcpy(t->ops + from, r->b + ops_at, n * sizeof *t->ops);
+    memcpy(t->line + from, r->b + lines_at, n * sizeof *t->line);
+    return 0;
+  }
+  if (read_at(fd, t->ops + from, n * sizeof *t->ops, ops_at) == 0 &&
+      read_at(fd, t->line + from, n * sizeof *t->line, lines_at) == 0)
+    return 0;
+  return v2_header_fail(r, "%s", errno ? strerror(errno) : "the file shrank while it was read");
+}
+
+/* Ops read and checked at a time: checked while they are still in the cache. */
+#define V2_CHUNK ((size_t)1 << 15)
+
+/* A version-2 trace: header, then each chunk of ops and lines read and checked. */
+static int v2_read(struct trace *t, struct v2_reader *r, int fd) {
+  if (v2_header(r) || v2_alloc(t, r))
+    return -1;
+  const struct v2_header *h = &r->h;
+  struct v2_check c = {.name = r->name,
+                       .whose = "the header's",
+                       .err = r->err,
+                       .errlen = r->errlen,
+                       .ops_at = h->ops_at,
+                       .lines_at = h->lines_at,
+                       .ops = t->ops,
+                       .line = t->line,
+                       .n = (size_t)h->n_ops,
+                       .n_slots = h->slots,
+                       .n_threads = h->threads};
+  size_t state_bytes = huge_count(h->slots, sizeof *c.state) * sizeof *c.state;
+  c.state = region_side_alloc(state_bytes);
+  struct v2_pass p = {.next = 1};
+  struct v2_sum sum = {0};
+  int rc = c.state ? 0 : v2_header_fail(r, "out of memory reading the trace");
+  for (size_t from = 0; rc == 0 && from < c.n; from += V2_CHUNK) {
+    size_t to = c.n - from < V2_CHUNK ? c.n : from + V2_CHUNK;
+    rc = v2_fill(t, r, fd, from, to) || v2_lines(&c, &p, from, to) || v2_ops(&c, &p, from, to);
+  }
+  if (rc == 0)
+    rc = v2_finish(&c, &p, &sum) || v2_agree(&c, h, &sum);
+  region_side_free(c.state, state_bytes);
+  if (rc)
+    return -1;
+  t->n_ops = c.n;
+  t->n_slots = h->slots;
+  t->n_threads = h->threads;
+  t->n_malloc = h->count[0];
+  t->n_free = h->count[1];
+  t->n_realloc = h->count[2];
+  t->n_calloc = h->count[3];
+  t->n_memalign = h->count[4];
+  t->n_reset = h->count[5];
+  t->peak_live = h->peak;
+  t->peak_live_op = (size_t)h->peak_op;
+  return 0;
+}
+
+/* head: the file's first bytes (all of them when fd is -1); len: the file's length. */
+static int v2_load(struct trace *ret, const char *name, const uint8_t *head, size_t len, int fd,
+                   char *err, size_t errlen) {
+  *ret = (struct trace){.n_threads = 1, .n_slots = 1};
+  struct v2_reader r = {.name = name, .err = err, .errlen = errlen, .b = head, .len = len};
+  ret->path = strdup(name);
+  int rc = ret->path ? v2_read(ret, &r, fd) : v2_header_fail(&r, "out of memory");
+  if (rc)
+    trace_free(ret);
+  return rc;
+}
+
+int trace_bin_parse(struct trace *ret, const char *name, const void *buf, size_t len, char *err,
+                    size_t errlen) {
+  if (len >= TRACE_BIN_HEADER && trace_bin_version(buf, len) == TRACE_BIN_V2)
+    return v2_load(ret, name, buf, len, -1, err, errlen);
+  return bin_parse_v1(ret, name, buf, len, err, errlen);
+}
+
+int trace_bin_read_v2(struct trace *ret, const char *name, int fd, size_t len, char *err,
+                      size_t errlen) {
+  /* v2_header reads no further than the end of the padding before the ops */
+  uint8_t head[TRACE_BIN_V2_HEADER + TRACE_BIN_META_MAX + TRACE_BIN_V2_ALIGN];
+  size_t n = len < sizeof head ? len : sizeof head;
+  if (n < TRACE_BIN_HEADER || read_at(fd, head, n, 0) || trace_bin_version(head, n) != TRACE_BIN_V2)
+    return 1; /* not version 2 (or unreadable: the caller's reading will say so) */
+  return v2_load(ret, name, head, len, fd, err, errlen);
+}
+
+int trace_bin_version(const void *buf, size_t len) {
+  if (!trace_bin_is(buf, len) || len < 6)
+    return 0;
+  return (int)get_le((const uint8_t *)buf + 4, 2);
+}
+
 /* Only the fixed header and the metadata are needed (buf may be the file's first bytes). */
 int trace_bin_meta(const void *buf, size_t len, char *ret, size_t n) {
   if (n)
@@ -649,10 +1257,11 @@ int trace_bin_meta(const void *buf, size_t len, char *ret, size_t n) {
   if (!trace_bin_is(buf, len) || len < TRACE_BIN_HEADER)
     return -1;
   uint64_t meta_len = get_le((const uint8_t *)buf + 24, 4);
-  if (meta_len > TRACE_BIN_META_MAX || meta_len > len - TRACE_BIN_HEADER)
+  size_t at = trace_bin_version(buf, len) == TRACE_BIN_V2 ? TRACE_BIN_V2_HEADER : TRACE_BIN_HEADER;
+  if (len < at || meta_len > TRACE_BIN_META_MAX || meta_len > len - at)
     return -1;
   if (n)
-    snprintf(ret, n, "%.*s", (int)meta_len, (const char *)buf + TRACE_BIN_HEADER);
+    snprintf(ret, n, "%.*s", (int)meta_len, (const char *)buf + at);
   return 0;
 }
 
@@ -784,6 +1393,122 @@ int trace_bin_write(const struct trace *t, const char *meta, trace_bin_sink put,
                                                              : write_records(t, w, &s, err, errlen);
   }
   region_side_free(s.free_slots, (size_t)t->n_slots * sizeof(uint32_t));
+  free(w);
+  return r;
+}
+
+/* --- version 2: writing --- */
+
+static void v2_put_op(uint8_t *p, const struct trace_op *o) {
+  trace_bin_le(p, o->size, 8);
+  trace_bin_le(p + 8, o->arg, 8);
+  trace_bin_le(p + 16, o->slot, 4);
+  p[20] = o->kind;
+  p[21] = o->word;
+  trace_bin_le(p + 22, o->thread, 2);
+}
+
+/* t's ops with the words a reader gives them (a trace built by hand may have none), and its
+ * lines (op numbers when it has none). */
+static void v2_normalize(const struct trace *t, struct trace_op *ops, uint32_t *line) {
+  uint64_t reset_left = 0;
+  for (size_t i = 0; i < t->n_ops; i++) {
+    struct trace_op o = t->ops[i];
+    int in_reset = o.kind == OP_FREE && reset_left > 0;
+    reset_left -= (uint64_t)in_reset;
+    if (o.kind == OP_RESET)
+      reset_left = o.arg;
+    if (o.kind <= OP_RESET) /* other kinds are refused by the pass */
+      o.word = code_word[code_of(&o, in_reset)];
+    ops[i] = o;
+    line[i] = t->line ? t->line[i] : (uint32_t)(i + 1);
+  }
+}
+
+static void v2_header_encode(uint8_t *p, const struct v2_sum *s, size_t n, uint32_t meta_len,
+                             uint64_t ops_at) {
+  struct trace_bin_header h = {.version = TRACE_BIN_V2,
+                               .flags = TRACE_BIN_COMPLETE,
+                               .records = n,
+                               .slots = s->slots,
+                               .threads = s->threads,
+                               .meta_len = meta_len};
+  memset(p, 0, TRACE_BIN_V2_HEADER);
+  trace_bin_header_encode(p, &h);
+  trace_bin_le(p + V2_OP_SIZE, V2_OP, 4);
+  trace_bin_le(p + V2_OPS_AT, ops_at, 8);
+  trace_bin_le(p + V2_LINES_AT, ops_at + V2_OP * (uint64_t)n, 8);
+  for (int k = 0; k < 6; k++)
+    trace_bin_le(p + V2_COUNTS + 8 * k, s->count[k], 8);
+  trace_bin_le(p + V2_PEAK, s->peak, 8);
+  trace_bin_le(p + V2_PEAK_OP, s->peak_op, 8);
+}
+
+/* Header, metadata, zeros up to the ops, the ops, the lines. */
+static int v2_emit(struct writer *w, const struct v2_sum *s, const char *meta, uint32_t meta_len,
+                   const struct trace_op *ops, const uint32_t *line, size_t n) {
+  uint64_t ops_at = align_up64(TRACE_BIN_V2_HEADER + (uint64_t)meta_len);
+  v2_header_encode(w->buf, s, n, meta_len, ops_at);
+  w->len = TRACE_BIN_V2_HEADER;
+  if (meta_len && (flush(w) || w->put(w->ctx, meta, meta_len)))
+    return -1;
+  size_t pad = (size_t)(ops_at - TRACE_BIN_V2_HEADER - meta_len);
+  memset(w->buf + w->len, 0, pad);
+  w->len += pad;
+  for (size_t i = 0; i < n; i++) {
+    v2_put_op(w->buf + w->len, &ops[i]);
+    w->len += V2_OP;
+    if (w->len > sizeof w->buf - V2_OP && flush(w))
+      return -1;
+  }
+  for (size_t i = 0; i < n; i++) {
+    trace_bin_le(w->buf + w->len, line[i], 4);
+    w->len += 4;
+    if (w->len > sizeof w->buf - 4 && flush(w))
+      return -1;
+  }
+  return flush(w);
+}
+
+int trace_bin_write_v2(const struct trace *t, const char *meta, trace_bin_sink put, void *ctx,
+                       char *err, size_t errlen) {
+  err[0] = '\0';
+  size_t n = t->n_ops, meta_len = meta ? strlen(meta) : 0;
+  if (meta_len > TRACE_BIN_META_MAX)
+    meta_len = TRACE_BIN_META_MAX;
+  size_t state_bytes = (size_t)(t->n_slots ? t->n_slots : 1) * sizeof(uint64_t);
+  struct trace_op *ops = n ? region_side_alloc(n * sizeof *ops) : NULL;
+  uint32_t *line = n ? region_side_alloc(n * sizeof *line) : NULL;
+  uint64_t *state = region_side_alloc(state_bytes);
+  struct writer *w = malloc(sizeof *w);
+  int r = -1;
+  if ((n && (!ops || !line)) || !state || !w)
+    snprintf(err, errlen, "out of memory");
+  else {
+    v2_normalize(t, ops, line);
+    struct v2_check c = {.whose = "the trace's",
+                         .err = err,
+                         .errlen = errlen,
+                         .ops = ops,
+                         .line = line,
+                         .n = n,
+                         .n_slots = t->n_slots,
+                         .n_threads = t->n_threads,
+                         .state = state};
+    struct v2_sum s = {0};
+    *w = (struct writer){.put = put, .ctx = ctx};
+    if (v2_validate(&c, &s))
+      r = -1;
+    else if (s.slots != t->n_slots || s.threads != t->n_threads)
+      snprintf(err, errlen, "the trace announces %u slots and %u threads, its ops use %u and %u",
+               (unsigned)t->n_slots, (unsigned)t->n_threads, (unsigned)s.slots,
+               (unsigned)s.threads);
+    else
+      r = v2_emit(w, &s, meta, (uint32_t)meta_len, ops, line, n);
+  }
+  region_side_free(ops, n * sizeof *ops);
+  region_side_free(line, n * sizeof *line);
+  region_side_free(state, state_bytes);
   free(w);
   return r;
 }

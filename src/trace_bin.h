@@ -17,7 +17,7 @@
 #include "trace.h"
 
 #define TRACE_BIN_MAGIC "ATRB"
-#define TRACE_BIN_VERSION 1
+#define TRACE_BIN_VERSION 1     /* the record stream: what the recorder writes */
 #define TRACE_BIN_HEADER 32     /* fixed header bytes; the metadata text follows */
 #define TRACE_BIN_META_MAX 4096 /* longest metadata text */
 #define TRACE_BIN_RECORD_MAX 32 /* longest record: tag, thread, slot or size, alignment */
@@ -112,15 +112,33 @@ static inline size_t trace_bin_record(uint8_t *p, enum trace_bin_code code, int 
   return n;
 }
 
+/* Version 2, the ops image: the trace as the readers leave it in memory, so that it can be
+ * mapped and used in place. A 128-byte header (the version-1 fields at the same offsets,
+ * then the ops' offset, the lines' offset, the op counts, the peak), the metadata, zeros up
+ * to TRACE_BIN_V2_ALIGN, the struct trace_op array (24 bytes each, little-endian fields at
+ * their in-memory offsets), then one uint32 line number per op. The reader validates every
+ * op before it hands the trace out. Layout: docs/trace-format.md. */
+#define TRACE_BIN_V2 2
+#define TRACE_BIN_V2_HEADER 128
+#define TRACE_BIN_V2_ALIGN 64
+
 /* True when buf starts with the binary magic. */
 int trace_bin_is(const void *buf, size_t len);
 
-/* Reads a binary trace held in memory into ret, with the text reader's validation and
- * semantics. Returns 0, or -1 with "NAME: record N (byte B): problem" in err. A trace
+/* Reads a binary trace held in memory (either version; a version-2 trace's ops are copied)
+ * into ret, with the text reader's validation and semantics. Returns 0, or -1 with
+ * "NAME: record N (byte B): problem" (version 1), "NAME: op N (byte B): problem" (version
+ * 2) or "NAME: problem" (the header) in err. A trace
  * whose writer did not finish (no TRACE_BIN_COMPLETE) is read up to its last whole record,
  * with a warning in ret->warning. */
 int trace_bin_parse(struct trace *ret, const char *name, const void *buf, size_t len, char *err,
                     size_t errlen);
+
+/* For trace_load: when fd (len bytes) holds a version-2 trace, reads it as trace_bin_parse
+ * would, with its ops and lines read straight into their arrays, and returns 0 or -1.
+ * Returns 1, reading nothing into ret, when it is not a version-2 trace. */
+int trace_bin_read_v2(struct trace *ret, const char *name, int fd, size_t len, char *err,
+                      size_t errlen);
 
 /* Copies the header's metadata text (the recorder's process and command line) into ret,
  * NUL-terminated, or "" when there is none. Returns 0, or -1 if buf is not a binary trace. */
@@ -134,5 +152,14 @@ typedef int (*trace_bin_sink)(void *ctx, const void *p, size_t n);
  * sink failed). */
 int trace_bin_write(const struct trace *t, const char *meta, trace_bin_sink put, void *ctx,
                     char *err, size_t errlen);
+
+/* The same, as a version-2 ops image. The ops are validated as the reader validates them
+ * (an invalid trace is refused with "op N: problem" in err), and the header's counts come
+ * from that pass. */
+int trace_bin_write_v2(const struct trace *t, const char *meta, trace_bin_sink put, void *ctx,
+                       char *err, size_t errlen);
+
+/* The version number in the header of the binary trace at buf, or 0 if it is not one. */
+int trace_bin_version(const void *buf, size_t len);
 
 #endif

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "gen.h"
 #include "testutil.h"
 #include "tools.h"
@@ -57,10 +58,58 @@ static int to_binary(const struct trace *t, struct mem *ret) {
   return trace_bin_write(t, "meta", mem_put, ret, err, sizeof err);
 }
 
+static int to_v2(const struct trace *t, struct mem *ret) {
+  char err[256];
+  *ret = (struct mem){0};
+  int r = trace_bin_write_v2(t, "meta", mem_put, ret, err, sizeof err);
+  if (r)
+    fprintf(stderr, "  trace_bin_write_v2: %s\n", err);
+  return r;
+}
+
+/* The same trace, line numbers included. */
+static int same_lines(const struct trace *a, const struct trace *b) {
+  return same_trace(a, b) &&
+         (a->n_ops == 0 || memcmp(a->line, b->line, a->n_ops * sizeof *a->line) == 0);
+}
+
 static int to_text(const struct trace *t, struct mem *ret) {
   char err[256];
   *ret = (struct mem){0};
   return tools_write_text(t, NULL, mem_put, ret, err, sizeof err);
+}
+
+/* text -> version 2 -> text, and version 1 -> version 2: the same ops, lines kept. */
+static void round_trip_v2(const char *name, const struct trace *t1, const struct mem *v1) {
+  struct trace t2, t3, t4;
+  char err[512];
+  struct mem img, txt, img2;
+  EXPECT(to_v2(t1, &img) == 0);
+  int r = trace_bin_parse(&t2, name, img.p, img.len, err, sizeof err);
+  if (!EXPECT(r == 0))
+    fprintf(stderr, "  %s (v2): %s\n", name, err);
+  EXPECT(r == 0 && same_lines(t1, &t2) && t2.warning[0] == '\0');
+  EXPECT(r == 0 && to_text(&t2, &txt) == 0);
+  int r3 = r ? r : trace_parse(&t3, name, (char *)txt.p, txt.len, err, sizeof err);
+  EXPECT(r3 == 0 && same_trace(t1, &t3));
+  /* version 1 -> version 2: the same bytes as from the text (lines are record numbers) */
+  int r4 = trace_bin_parse(&t4, name, v1->p, v1->len, err, sizeof err);
+  EXPECT(r4 == 0 && to_v2(&t4, &img2) == 0);
+  struct trace t5;
+  int r5 = r4 ? r4 : trace_bin_parse(&t5, name, img2.p, img2.len, err, sizeof err);
+  EXPECT(r5 == 0 && same_lines(&t4, &t5) && same_trace(t1, &t5));
+  EXPECT(r4 == 0 && img2.len == img.len);
+  if (r == 0)
+    trace_free(&t2);
+  if (r3 == 0)
+    trace_free(&t3);
+  if (r4 == 0)
+    trace_free(&t4);
+  if (r5 == 0)
+    trace_free(&t5);
+  free(img.p);
+  free(img2.p);
+  free(txt.p);
 }
 
 /* text -> binary -> text, each stage read back and compared with the first. */
@@ -87,6 +136,7 @@ static void round_trip(const char *name, const char *text, size_t len) {
          memcmp(bin2.p, bin.p, bin.len) == 0);
   EXPECT(r == 0 && to_text(&t3, &txt2) == 0 && txt2.len == txt.len &&
          memcmp(txt2.p, txt.p, txt.len) == 0);
+  round_trip_v2(name, &t1, &bin);
   trace_free(&t1);
   trace_free(&t2);
   if (r == 0) {
@@ -225,11 +275,11 @@ static void corrupt(void) {
   /* header problems */
   uint8_t buf[64];
   size_t n = build(buf, TRACE_BIN_COMPLETE, 0, 1, 1, NULL, 0);
-  buf[4] = 2; /* version */
+  buf[4] = 9; /* version */
   struct trace t;
   char err[512];
   EXPECT(trace_bin_parse(&t, "h.atb", buf, n, err, sizeof err) == -1 &&
-         strstr(err, "h.atb: unsupported binary trace version 2"));
+         strstr(err, "h.atb: unsupported binary trace version 9"));
   n = build(buf, 0x80, 0, 1, 1, NULL, 0);
   EXPECT(trace_bin_parse(&t, "h.atb", buf, n, err, sizeof err) == -1 &&
          strstr(err, "unknown header flags 0x80"));
@@ -266,6 +316,255 @@ static void unfinished(void) {
   static const uint8_t bad[] = {0x20, 100, 0x21, 2};
   n = build(buf, 0, 0, 0, 0, bad, sizeof bad);
   EXPECT(trace_bin_parse(&t, "u.atb", buf, n, err, sizeof err) == -1 && strstr(err, "record 2"));
+}
+
+/* --- version 2 --- */
+
+static uint64_t get64(const uint8_t *p) {
+  uint64_t v = 0;
+  for (int i = 7; i >= 0; i--)
+    v = v << 8 | p[i];
+  return v;
+}
+
+static void put64(uint8_t *p, uint64_t v) {
+  for (int i = 0; i < 8; i++)
+    p[i] = (uint8_t)(v >> (8 * i));
+}
+
+/* Every cut of a version-2 file is refused as truncated, naming the file, and the op when
+ * the cut falls in the ops or the lines. */
+static void truncated_v2(void) {
+  struct trace t = load_text(edge);
+  struct mem img;
+  EXPECT(to_v2(&t, &img) == 0);
+  uint64_t ops_at = get64(img.p + 32);
+  EXPECT(ops_at == 192 && img.len == ops_at + 28 * t.n_ops); /* "meta": 4 bytes, padded */
+  int all = 1;
+  for (size_t cut = 1; cut < img.len; cut++) {
+    struct trace u;
+    char err[512] = "";
+    int r = trace_bin_parse(&u, "t.atb", img.p, cut, err, sizeof err);
+    int ok = r == -1 && strncmp(err, "t.atb: ", 7) == 0 && (cut < 4 || strstr(err, "truncated")) &&
+             (cut < ops_at || strstr(err, ": op "));
+    if (!ok) {
+      fprintf(stderr, "  v2 cut at %zu: \"%s\"\n", cut, err);
+      all = 0;
+    }
+    if (r == 0)
+      trace_free(&u);
+  }
+  EXPECT(all);
+  struct trace u;
+  char err[512];
+  EXPECT(trace_bin_parse(&u, "t.atb", img.p, ops_at + 24 * 5 + 3, err, sizeof err) == -1 &&
+         strstr(err, "t.atb: op 6 (byte 312): truncated binary trace: the file ends after 5 of the "
+                     "39 ops"));
+  EXPECT(trace_bin_parse(&u, "t.atb", img.p, img.len - 1, err, sizeof err) == -1 &&
+         strstr(err, "t.atb: op 39 (its line at byte") && strstr(err, "after 38 of the 39 line"));
+  free(img.p);
+  trace_free(&t);
+}
+
+/* A version-2 image of text, with one change made by change(), must be refused with words. */
+struct v2_case {
+  const char *text;
+  void (*change)(uint8_t *img, struct trace_op *ops, uint32_t *lines);
+  const char *words;
+};
+
+static void c_slot(uint8_t *img, struct trace_op *o, uint32_t *l) {
+  (void)img, (void)l;
+  o[1].slot = 7;
+}
+static void c_double(uint8_t *img, struct trace_op *o, uint32_t *l) {
+  (void)img, (void)l;
+  o[2].kind = OP_FREE, o[2].word = 'f';
+}
+static void c_size(uint8_t *img, struct trace_op *o, uint32_t *l) {
+  (void)img, (void)l;
+  o[1].size = 9;
+}
+static void c_peak(uint8_t *img, struct trace_op *o, uint32_t *l) {
+  (void)o, (void)l;
+  put64(img + 96, get64(img + 96) + 1);
+}
+static void c_peak_op(uint8_t *img, struct trace_op *o, uint32_t *l) {
+  (void)o, (void)l;
+  put64(img + 104, 3);
+}
+static void c_kind(uint8_t *img, struct trace_op *o, uint32_t *l) {
+  (void)img, (void)l;
+  o[1].kind = 9;
+}
+static void c_word(uint8_t *img, struct trace_op *o, uint32_t *l) {
+  (void)img, (void)l;
+  o[0].word = 'f';
+}
+static void c_thread(uint8_t *img, struct trace_op *o, uint32_t *l) {
+  (void)img, (void)l;
+  o[1].thread = 5;
+}
+static void c_lines(uint8_t *img, struct trace_op *o, uint32_t *l) {
+  (void)img, (void)o;
+  l[2] = 1;
+}
+static void c_live(uint8_t *img, struct trace_op *o, uint32_t *l) {
+  (void)img, (void)l;
+  o[2].slot = 1;
+}
+static void c_rule(uint8_t *img, struct trace_op *o, uint32_t *l) {
+  (void)img, (void)l;
+  o[4].slot = 1;
+}
+static void c_reset(uint8_t *img, struct trace_op *o, uint32_t *l) {
+  (void)img, (void)l;
+  o[2].arg = 1;
+}
+static void c_realloc(uint8_t *img, struct trace_op *o, uint32_t *l) {
+  (void)img, (void)l;
+  o[1].arg = 7;
+}
+static void c_arg(uint8_t *img, struct trace_op *o, uint32_t *l) {
+  (void)img, (void)l;
+  o[0].arg = 16; /* a lowered memalign: trace_lower_memalign's, never a reader's */
+}
+static void c_count(uint8_t *img, struct trace_op *o, uint32_t *l) {
+  (void)o, (void)l;
+  put64(img + 48, 3);
+}
+static void c_slots(uint8_t *img, struct trace_op *o, uint32_t *l) {
+  (void)o, (void)l;
+  img[16] = 3; /* one slot more than the ops use */
+}
+static void c_misaligned(uint8_t *img, struct trace_op *o, uint32_t *l) {
+  (void)o, (void)l;
+  put64(img + 32, get64(img + 32) + 8);
+}
+static void c_lines_at(uint8_t *img, struct trace_op *o, uint32_t *l) {
+  (void)o, (void)l;
+  put64(img + 40, (uint64_t)1 << 60);
+}
+static void c_overflow(uint8_t *img, struct trace_op *o, uint32_t *l) {
+  (void)o, (void)l;
+  put64(img + 8, (uint64_t)1 << 62);
+}
+static void c_op_size(uint8_t *img, struct trace_op *o, uint32_t *l) {
+  (void)o, (void)l;
+  img[28] = 32;
+}
+static void c_flags(uint8_t *img, struct trace_op *o, uint32_t *l) {
+  (void)o, (void)l;
+  img[6] = 0;
+}
+static void c_reserved(uint8_t *img, struct trace_op *o, uint32_t *l) {
+  (void)o, (void)l;
+  img[120] = 1;
+}
+static void c_pad(uint8_t *img, struct trace_op *o, uint32_t *l) {
+  (void)o, (void)l;
+  img[150] = 1;
+}
+static void c_threads(uint8_t *img, struct trace_op *o, uint32_t *l) {
+  (void)o, (void)l;
+  img[20] = 0;
+}
+
+static const struct v2_case v2_cases[] = {
+    {"m 1 8\nf 1\n", c_slot,
+     "c.atb: op 2 (byte 216): slot 7 is out of range (the header's 2 slots)"},
+    {"m 1 8\nf 1\nm 2 8\n", c_double,
+     "c.atb: op 3 (byte 240): double free of slot 1 (freed at op 2)"},
+    {"m 1 8\nf 1\n", c_size,
+     "op 2 (byte 216): free of slot 1 passes size 9, the block's size is 8"},
+    {"m 1 8\nm 2 4\nf 1\n", c_peak,
+     "c.atb: op 2 (byte 216): corrupt header: it gives peak live 13"},
+    {"m 1 8\nm 2 4\nf 1\n", c_peak_op,
+     "op 2 (byte 216): corrupt header: it gives peak live 12 at op 4"},
+    {"m 1 8\nf 1\n", c_kind, "c.atb: op 2 (byte 216): unknown op kind 9"},
+    {"m 1 8\nf 1\n", c_word, "c.atb: op 1 (byte 192): a malloc op with the word 'f'"},
+    {"m 1 8\nf 1\n", c_thread,
+     "op 2 (byte 216): thread 5 is out of range (the header's 1 threads)"},
+    {"m 1 8\nm 2 8\nf 1\n", c_lines, "c.atb: op 3 (its line at byte 272): line 1 follows line 3"},
+    {"m 1 8\nm 2 8\nm 3 8\n", c_live,
+     "op 3 (byte 240): allocation into slot 1, which is live (allocated at op 1)"},
+    {"m 1 8\nm 2 8\nf 1\nf 2\nm 3 8\n", c_rule,
+     "op 5 (byte 288): allocation into slot 1 where the readers' rule (the slot freed last, else a "
+     "new one) gives slot 2"},
+    {"m 1 8\nm 2 8\nx\n", c_reset,
+     "op 3 (byte 240): a reset (slot 0, size 0) that announces 1 frees "
+     "with 2 blocks live"},
+    {"m 1 8\nr 1 16\n", c_realloc,
+     "op 2 (byte 216): realloc of slot 1 passes size 7, the block's size "
+     "is 8"},
+    {"m 1 8\n", c_arg, "c.atb: op 1 (byte 192): a malloc with the argument 16 (must be 0)"},
+    {"m 1 8\nf 1\n", c_count, "c.atb: corrupt header: it counts 3 mallocs, the ops hold 1"},
+    {"m 1 8\nf 1\n", c_slots,
+     "c.atb: corrupt header: it announces 3 slots and 1 threads, the ops use 2"},
+    {"m 1 8\n", c_misaligned, "c.atb: corrupt header: the ops' offset 200 is not a multiple of 64"},
+    {"m 1 8\n", c_lines_at,
+     "c.atb: corrupt header: the lines' offset is 1152921504606846976, not 216"},
+    {"m 1 8\n", c_overflow, "c.atb: corrupt header: 4611686018427387904 ops overflow"},
+    {"m 1 8\n", c_op_size, "c.atb: corrupt header: ops of 32 bytes"},
+    {"m 1 8\n", c_flags, "c.atb: corrupt header: no completion mark"},
+    {"m 1 8\n", c_reserved, "c.atb: corrupt header: reserved byte 120 is not 0"},
+    {"m 1 8\n", c_pad,
+     "c.atb: corrupt header: byte 150, between the metadata and the ops, is not 0"},
+    {"m 1 8\n", c_threads, "c.atb: corrupt header: 1 ops, 2 slots, 0 threads"},
+};
+
+static void corrupt_v2(void) {
+  for (size_t i = 0; i < sizeof v2_cases / sizeof v2_cases[0]; i++) {
+    char text[256];
+    snprintf(text, sizeof text, "alloctrace 1\n%s", v2_cases[i].text);
+    struct trace t = load_text(text);
+    struct mem img;
+    EXPECT(to_v2(&t, &img) == 0);
+    /* check the pristine image first, then the changed one */
+    struct trace u;
+    char err[512] = "";
+    EXPECT(trace_bin_parse(&u, "c.atb", img.p, img.len, err, sizeof err) == 0);
+    trace_free(&u);
+    uint64_t ops_at = get64(img.p + 32), lines_at = ops_at + 24 * t.n_ops;
+    struct trace_op ops[8];
+    uint32_t lines[8];
+    memcpy(ops, img.p + ops_at, t.n_ops * sizeof *ops);
+    memcpy(lines, img.p + lines_at, t.n_ops * sizeof *lines);
+    v2_cases[i].change(img.p, ops, lines);
+    memcpy(img.p + ops_at, ops, t.n_ops * sizeof *ops);
+    memcpy(img.p + lines_at, lines, t.n_ops * sizeof *lines);
+    int r = trace_bin_parse(&u, "c.atb", img.p, img.len, err, sizeof err);
+    if (!EXPECT(r == -1 && strncmp(err, "c.atb: ", 7) == 0 && strstr(err, v2_cases[i].words)))
+      fprintf(stderr, "  v2 case %zu: got \"%s\", wanted %s\n", i, err, v2_cases[i].words);
+    if (r == 0)
+      trace_free(&u);
+    free(img.p);
+    trace_free(&t);
+  }
+  /* the writer refuses what the reader would: a lowered memalign, a double free kept */
+  static const char aligned[] = "alloctrace 1\na 1 64 100\nf 1\n";
+  struct trace t = load_text(aligned);
+  trace_lower_memalign(&t);
+  struct mem img = {0};
+  char err[256];
+  EXPECT(trace_bin_write_v2(&t, NULL, mem_put, &img, err, sizeof err) == -1 &&
+         strstr(err, "op 1: a malloc with the argument 48 (must be 0)"));
+  trace_free(&t);
+  free(img.p);
+  static const char stale[] = "alloctrace 1\nm 1 8\nf 1\nf 1\n";
+  EXPECT(trace_parse_stale(&t, "s.trace", stale, sizeof stale - 1, err, sizeof err) == 0);
+  img = (struct mem){0};
+  EXPECT(trace_bin_write_v2(&t, NULL, mem_put, &img, err, sizeof err) == -1 &&
+         strstr(err, "op 3: a free with the argument 1"));
+  trace_free(&t);
+  free(img.p);
+  /* a version this harness does not know */
+  uint8_t buf[64];
+  size_t n = build(buf, TRACE_BIN_COMPLETE, 0, 1, 1, NULL, 0);
+  buf[4] = 3;
+  EXPECT(trace_bin_parse(&t, "h.atb", buf, n, err, sizeof err) == -1 &&
+         strstr(err, "h.atb: unsupported binary trace version 3 (this harness reads versions 1 "
+                     "and 2)"));
 }
 
 static char tmpdir[] = "/tmp/test_bin.XXXXXX";
@@ -376,6 +675,29 @@ static void compressed(void) {
            loads_as(tmp(names[i]), &want));
   EXPECT(tools_write(&want, "m", tmp("w.txt"), err, sizeof err) == -1 &&
          strstr(err, "unknown output format"));
+  /* version 2: read from its file by trace_load, compressed, and written by convert --v2 */
+  struct mem img;
+  EXPECT(to_v2(&want, &img) == 0);
+  EXPECT(write_file(tmp("v2.atb"), img.p, img.len) == 0 && loads_as(tmp("v2.atb"), &want));
+  EXPECT(zip_file(tmp("v2.atb.zst"), img.p, img.len) == 0 && loads_as(tmp("v2.atb.zst"), &want));
+  EXPECT(write_file(tmp("v2cut.atb"), img.p, img.len - 5) == 0 &&
+         trace_load(&t, tmp("v2cut.atb"), err, sizeof err) == -1 && strstr(err, "v2cut.atb: op ") &&
+         strstr(err, "truncated binary trace"));
+  char *conv[] = {"convert", "--v2", (char *)tmp("w.trace"), (char *)tmp("c2.atb")};
+  EXPECT(tools_main(4, conv) == 0 && loads_as(tmp("c2.atb"), &want));
+  FILE *c2 = fopen(tmp("c2.atb"), "rb");
+  uint8_t head[TRACE_BIN_V2_HEADER + 8];
+  size_t hn = c2 ? fread(head, 1, sizeof head, c2) : 0;
+  if (c2)
+    fclose(c2);
+  EXPECT(hn == sizeof head && trace_bin_version(head, hn) == TRACE_BIN_V2);
+  char meta[64];
+  EXPECT(trace_bin_meta(head, hn, meta, sizeof meta) == 0 && strcmp(meta, "m") == 0);
+  char *conv1[] = {"convert", "--v1", (char *)tmp("c2.atb"), (char *)tmp("c1.atb")};
+  EXPECT(tools_main(4, conv1) == 0 && loads_as(tmp("c1.atb"), &want));
+  char *bad[] = {"convert", "--v3", (char *)tmp("w.trace"), (char *)tmp("c3.atb")};
+  EXPECT(tools_main(4, bad) == EXIT_USAGE);
+  free(img.p);
   free(gz.p);
   free(bin.p);
   free(text);
@@ -412,6 +734,8 @@ int main(void) {
   round_trips();
   truncated();
   corrupt();
+  truncated_v2();
+  corrupt_v2();
   unfinished();
   compressed();
   info();
