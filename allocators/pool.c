@@ -55,8 +55,8 @@
  * P. Menage, "TCMalloc: Thread-Caching Malloc" (per-thread lists moved in batches).
  */
 #include "alloc.h"
+#include "tcache.h"
 
-#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -65,7 +65,6 @@
 #define BIN_WORDS (N_BINS / 64)
 #define MIN_CHUNK ((size_t)4 << 10)
 #define MAX_CHUNK ((size_t)1 << 30)
-#define MAX_THREADS 64 /* threads with a cache, per instance */
 
 /* One class: freed blocks, and the part of its newest chunk never handed out. */
 struct pool {
@@ -86,32 +85,12 @@ static const char *const counter_names[N_COUNTERS] = {
     "chunks_new", "chunks_reused", "large_runs", "run_splits", "run_coalesces", "top_trims",
 };
 
-/* A thread's cache of one class: freed blocks on an intrusive list, at most `limit`. */
-struct tbin {
-  void *head;
-  uint32_t n, limit;
-};
-
-/* One thread's caches, carved from the heap at its first call. */
-struct tcache {
-  uint64_t hits;
-  struct tbin bin[];
-};
-
-struct tslot {
-  uint64_t thread; /* the owner's number */
-  struct tcache *tc;
-};
-
-enum { T_HITS, T_REFILLS, T_FLUSHES, T_WAITS, T_CACHED, N_TCOUNTERS };
-
 struct pheap {
   /* read-mostly: every thread reads these on every call */
   size_t max_small;
   unsigned step_shift; /* linear classes: log2(step) */
   int linear;
-  uint64_t id;  /* unique in the process, renewed by reset: names the instance in TLS */
-  size_t cache; /* blocks per class per thread; 0: no caches */
+  uint64_t tc_id; /* names the instance in the threads' entries (tcache.h) */
   size_t chunk;
   unsigned chunk_shift;
   char *end, *heap, *base;
@@ -120,16 +99,11 @@ struct pheap {
   size_t fixed_meta;
   size_t n_pools;
   /* the depot: everything below is used under the lock, on lines of its own */
-  _Alignas(64) pthread_mutex_t lock;
+  _Alignas(64) struct tc_state tc;
   char *top;
   uint64_t bin_map[BIN_WORDS];
   struct run *bin[N_BINS];
   uint64_t counter[N_COUNTERS];
-  uint64_t refills, flushes, waits;
-  uint64_t old_hits; /* of caches a reset dropped */
-  size_t cache_meta; /* bytes of thread caches */
-  unsigned n_slots;
-  struct tslot slot[MAX_THREADS];
   struct pool pool[];
 };
 
@@ -407,51 +381,11 @@ static void depot_free(struct pheap *h, void *b, size_t size) {
     pool_put(&h->pool[pool_index(h, size)], b);
 }
 
-static void lock(struct pheap *h) {
-  if (pthread_mutex_trylock(&h->lock) != 0) {
-    pthread_mutex_lock(&h->lock);
-    h->waits++; /* under the lock */
-  }
-}
+/* ---- thread caches (tcache.h): the depot's side ---- */
 
-static void unlock(struct pheap *h) {
-  pthread_mutex_unlock(&h->lock);
-}
-
-/* ---- thread caches ----
- * A cache belongs to one thread: only its owner touches its lists. Its counts and hits are
- * written with relaxed atomic stores (plain moves on x86) so that stats may read them. */
-
-/* Process-wide sources of unique numbers, for threads and for instances (renewed at reset),
- * so a thread's TLS entry can never name a destroyed or reset instance, even one made again
- * at the same address. They are not instance state. */
-static uint64_t last_instance, last_thread;
-
-/* This thread's entry: the instance it last called and its cache there (NULL: none).
+/* This thread's entry: the instance it last called and its cache there.
  * initial-exec: one %fs-relative load, as the module is linked into executables. */
-static _Thread_local struct {
-  uint64_t id;
-  struct tcache *tc;
-} tls __attribute__((tls_model("initial-exec")));
-static _Thread_local uint64_t tls_thread __attribute__((tls_model("initial-exec")));
-
-static uint64_t new_instance_id(void) {
-  return __atomic_add_fetch(&last_instance, 1, __ATOMIC_RELAXED);
-}
-
-static uint64_t thread_number(void) {
-  if (!tls_thread)
-    tls_thread = __atomic_add_fetch(&last_thread, 1, __ATOMIC_RELAXED);
-  return tls_thread;
-}
-
-static void set_count(uint32_t *n, uint32_t v) {
-  __atomic_store_n(n, v, __ATOMIC_RELAXED);
-}
-
-static size_t cache_bytes(const struct pheap *h) {
-  return alloc_align_up(sizeof(struct tcache) + h->n_pools * sizeof(struct tbin), 64);
-}
+static _Thread_local struct tc_entry tls __attribute__((tls_model("initial-exec")));
 
 /* Bytes a block of `size` requested bytes occupies. */
 static size_t room_of(const struct pheap *h, size_t size) {
@@ -460,165 +394,83 @@ static size_t room_of(const struct pheap *h, size_t size) {
   return chunks_of(h, size) << h->chunk_shift;
 }
 
-/* Under the lock: a new cache, carved from the heap like any block (a 64-byte multiple, so
- * no two threads' caches share a cache line). A list holds at most a chunk's worth. */
-static struct tcache *cache_make(struct pheap *h) {
-  size_t bytes = cache_bytes(h);
-  struct tcache *tc = depot_malloc(h, bytes);
-  if (!tc)
-    return NULL;
-  tc->hits = 0;
-  for (size_t i = 0; i < h->n_pools; i++) {
-    size_t fit = h->chunk / h->pool[i].size;
-    size_t limit = h->cache < fit ? h->cache : fit;
-    tc->bin[i] = (struct tbin){NULL, 0, (uint32_t)limit};
-  }
-  h->cache_meta += room_of(h, bytes);
-  return tc;
+/* A cache is carved from the heap like any block. */
+static void *cache_alloc(void *st, size_t bytes, size_t *ret_room) {
+  *ret_room = room_of(st, bytes);
+  return depot_malloc(st, bytes);
 }
 
-/* The calling thread's cache in h, made at its first call; NULL when caching is off or all
- * slots are taken (the thread then always uses the depot) or the heap is full (tried again
- * at the next call). */
-static __attribute__((noinline)) struct tcache *cache_claim(struct pheap *h) {
-  uint64_t me = thread_number();
-  struct tcache *tc = NULL;
-  int settled = 1;
-  lock(h);
-  for (unsigned i = 0; i < h->n_slots && !tc; i++)
-    if (h->slot[i].thread == me)
-      tc = h->slot[i].tc;
-  if (!tc && h->cache && h->n_slots < MAX_THREADS) {
-    tc = cache_make(h);
-    if (tc)
-      h->slot[h->n_slots++] = (struct tslot){me, tc};
-    settled = tc != NULL;
-  }
-  unlock(h);
-  if (settled) {
-    tls.id = h->id;
-    tls.tc = tc;
-  }
-  return tc;
+/* A list holds at most a chunk's worth. */
+static size_t cache_span(const void *st, unsigned i) {
+  const struct pheap *h = st;
+  return h->chunk / h->pool[i].size;
 }
 
-static inline struct tcache *my_cache(struct pheap *h) {
-  if (tls.id == h->id)
-    return tls.tc;
-  return cache_claim(h);
+static void *cache_take(void *st, unsigned i) {
+  struct pheap *h = st;
+  return pool_take(h, &h->pool[i]);
 }
 
-/* List i is empty: half a list's worth of blocks from the depot, then one of them. */
-static __attribute__((noinline)) void *cache_refill(struct pheap *h, struct tcache *tc, size_t i) {
-  struct tbin *b = &tc->bin[i];
-  uint32_t want = (b->limit + 1) / 2, n = 0;
-  void *head = NULL;
-  lock(h);
-  h->refills++;
-  for (; n < want; n++) {
-    void *blk = pool_take(h, &h->pool[i]);
-    if (!blk)
-      break;
-    *(void **)blk = head;
-    head = blk;
-  }
-  unlock(h);
-  if (!head)
-    return NULL;
-  b->head = *(void **)head;
-  set_count(&b->n, n - 1);
-  return head;
+static void cache_put(void *st, unsigned i, void *blk) {
+  struct pheap *h = st;
+  pool_put(&h->pool[i], blk);
 }
 
-/* List i is full: half of it goes back to the depot, then blk joins it. */
-static __attribute__((noinline)) void cache_flush_put(struct pheap *h, struct tcache *tc, size_t i,
-                                                      void *blk) {
-  struct tbin *b = &tc->bin[i];
-  uint32_t give = (b->limit + 1) / 2;
-  lock(h);
-  h->flushes++;
-  for (uint32_t k = 0; k < give; k++) {
-    void *out = b->head;
-    b->head = *(void **)out;
-    pool_put(&h->pool[i], out);
-  }
-  unlock(h);
-  *(void **)blk = b->head;
-  b->head = blk;
-  set_count(&b->n, b->n - give + 1);
+static void *cache_grab(void *st, unsigned i, uint32_t want, uint32_t *ret_n) {
+  return tc_grab_each(cache_take, st, i, want, ret_n);
 }
 
-static inline void *cache_pop(struct pheap *h, struct tcache *tc, size_t i) {
-  struct tbin *b = &tc->bin[i];
-  void *blk = b->head;
-  if (!blk)
-    return cache_refill(h, tc, i);
-  b->head = *(void **)blk;
-  set_count(&b->n, b->n - 1);
-  __atomic_store_n(&tc->hits, tc->hits + 1, __ATOMIC_RELAXED);
-  return blk;
+static void *cache_give(void *st, unsigned i, void *list, uint32_t n) {
+  return tc_give_each(cache_put, st, i, list, n);
 }
 
-static inline void cache_push(struct pheap *h, struct tcache *tc, size_t i, void *blk) {
-  struct tbin *b = &tc->bin[i];
-  if (b->n == b->limit) {
-    cache_flush_put(h, tc, i, blk);
-    return;
-  }
-  *(void **)blk = b->head;
-  b->head = blk;
-  set_count(&b->n, b->n + 1);
-}
-
-/* The thread's cache is ready when its entry names h and holds one. */
-static inline struct tcache *ready_cache(const struct pheap *h) {
-  return tls.id == h->id ? tls.tc : NULL;
-}
+/* Pools never lend chunks to other classes, so draining other lists would not help. */
+static const struct tc_ops cache_ops = {cache_alloc, cache_span, cache_grab, cache_give, 0};
 
 /* What the fast paths below leave: large blocks, a thread's first call (which makes its
  * cache), caching off. Kept out of line (noinline), like refills and flushes, so that the
  * fast paths save no registers. */
 static __attribute__((noinline)) void *malloc_slow(struct pheap *h, size_t size) {
-  struct tcache *tc = size <= h->max_small ? my_cache(h) : NULL;
+  struct tcache *tc = size <= h->max_small ? tc_mine(&tls, &h->tc, h->tc_id) : NULL;
   if (tc)
-    return cache_pop(h, tc, pool_index(h, size));
-  lock(h);
+    return tc_pop(&h->tc, tc, pool_index(h, size));
+  tc_lock(&h->tc);
   void *blk = depot_malloc(h, size);
-  unlock(h);
+  tc_unlock(&h->tc);
   return blk;
 }
 
 static __attribute__((noinline)) void free_slow(struct pheap *h, void *blk, size_t size) {
-  struct tcache *tc = size <= h->max_small ? my_cache(h) : NULL;
+  struct tcache *tc = size <= h->max_small ? tc_mine(&tls, &h->tc, h->tc_id) : NULL;
   if (tc) {
-    cache_push(h, tc, pool_index(h, size), blk);
+    tc_push(&h->tc, tc, pool_index(h, size), blk);
     return;
   }
-  lock(h);
+  tc_lock(&h->tc);
   depot_free(h, blk, size);
-  unlock(h);
+  tc_unlock(&h->tc);
 }
 
 /* ---- the interface ---- */
 
 static void *pool_malloc(void *st, size_t size) {
   struct pheap *h = st;
-  struct tcache *tc = ready_cache(h);
+  struct tcache *tc = tc_ready(&tls, h->tc_id);
   if (size > h->max_small || !tc)
     return malloc_slow(h, size);
-  return cache_pop(h, tc, pool_index(h, size));
+  return tc_pop(&h->tc, tc, pool_index(h, size));
 }
 
 static void pool_free(void *st, void *blk, size_t size) {
   struct pheap *h = st;
-  struct tcache *tc = ready_cache(h);
+  struct tcache *tc = tc_ready(&tls, h->tc_id);
   if (!blk)
     return;
   if (size > h->max_small || !tc) {
     free_slow(h, blk, size);
     return;
   }
-  cache_push(h, tc, pool_index(h, size), blk);
+  tc_push(&h->tc, tc, pool_index(h, size), blk);
 }
 
 /* Moves through malloc and free, so the copy happens outside the lock. */
@@ -628,9 +480,9 @@ static void *pool_realloc(void *st, void *blk, size_t old_size, size_t new_size)
     if (new_size <= h->max_small && pool_index(h, new_size) == pool_index(h, old_size))
       return blk;
   } else if (new_size > h->max_small) {
-    lock(h);
+    tc_lock(&h->tc);
     int done = large_resize(h, blk, old_size, new_size);
-    unlock(h);
+    tc_unlock(&h->tc);
     if (done)
       return blk;
   }
@@ -648,39 +500,18 @@ static size_t pool_usable_size(void *st, void *blk, size_t size) {
   return room_of(st, size);
 }
 
-/* Blocks sitting in thread caches, and their hits (their owners may be running). */
-static void cache_totals(const struct pheap *h, uint64_t *ret_cached, uint64_t *ret_hits) {
-  *ret_cached = 0;
-  *ret_hits = h->old_hits;
-  for (unsigned s = 0; s < h->n_slots; s++) {
-    struct tcache *tc = h->slot[s].tc;
-    *ret_hits += __atomic_load_n(&tc->hits, __ATOMIC_RELAXED);
-    for (size_t i = 0; i < h->n_pools; i++)
-      *ret_cached += __atomic_load_n(&tc->bin[i].n, __ATOMIC_RELAXED);
-  }
-}
-
 static void pool_stats(void *st, struct alloc_stats *ret) {
   struct pheap *h = st;
-  lock(h);
+  tc_lock(&h->tc);
   *ret = (struct alloc_stats){
       .footprint = (size_t)(h->top - h->base),
-      .meta_bytes = h->fixed_meta + h->cache_meta,
+      .meta_bytes = h->fixed_meta,
       .n_counters = N_COUNTERS,
   };
   for (int i = 0; i < N_COUNTERS; i++)
     ret->counter[i] = (struct alloc_counter){counter_names[i], h->counter[i]};
-  if (h->cache) {
-    /* Caches on: the pools' growth, then what the caches do. */
-    uint64_t cached, hits;
-    cache_totals(h, &cached, &hits);
-    ret->counter[1] = (struct alloc_counter){"cache_hits", hits};
-    ret->counter[2] = (struct alloc_counter){"depot_refills", h->refills};
-    ret->counter[3] = (struct alloc_counter){"depot_flushes", h->flushes};
-    ret->counter[4] = (struct alloc_counter){"lock_waits", h->waits};
-    ret->counter[5] = (struct alloc_counter){"cached", cached};
-  }
-  unlock(h);
+  tc_stats(&h->tc, ret); /* caches on: the pools' growth, then what the caches do */
+  tc_unlock(&h->tc);
 }
 
 /* ---- set-up ---- */
@@ -702,11 +533,7 @@ static void format(struct pheap *h) {
   memset(h->bin_map, 0, sizeof h->bin_map);
   memset(h->bin, 0, sizeof h->bin);
   /* The caches lived in the heap: every thread's entry must go stale. */
-  for (unsigned i = 0; i < h->n_slots; i++)
-    h->old_hits += h->slot[i].tc->hits;
-  h->n_slots = 0;
-  h->cache_meta = 0;
-  h->id = new_instance_id();
+  h->tc_id = tc_forget(&h->tc);
 }
 
 static int parse(const struct alloc_args *args, size_t *max, size_t *step, size_t *chunk,
@@ -764,11 +591,8 @@ static int pool_init(void **ret_st, void *base, size_t size, const struct alloc_
   h->bit_words = bit_words;
   h->n_pools = n_pools;
   h->fixed_meta = (size_t)((char *)(bits + bit_words) - (char *)h);
-  h->cache = cache;
   memset(h->counter, 0, sizeof h->counter); /* kept across resets */
-  h->refills = h->flushes = h->waits = h->old_hits = 0;
-  h->n_slots = 0;
-  pthread_mutex_init(&h->lock, NULL);
+  tc_init(&h->tc, h, &cache_ops, (unsigned)n_pools, cache);
   format(h);
   *ret_st = h;
   return 0;
@@ -780,7 +604,7 @@ static void pool_reset(void *st) {
 
 static void pool_destroy(void *st) {
   struct pheap *h = st;
-  pthread_mutex_destroy(&h->lock);
+  tc_destroy(&h->tc);
 }
 
 const struct alloc_methods alloc_pool = {

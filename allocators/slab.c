@@ -72,8 +72,8 @@
  * Extending the Slab Allocator to Many CPUs and Arbitrary Resources", USENIX 2001.
  */
 #include "alloc.h"
+#include "tcache.h"
 
-#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -141,35 +141,6 @@ static const int plain_counters[] = {C_SLAB_NEW, C_SLAB_RELEASE, C_EMPTY_REUSE,
 static const int harden_counters[] = {C_SLAB_NEW,    C_SLAB_RELEASE, C_COALESCE,
                                       C_DOUBLE_FREE, C_INVALID_FREE, C_CANARY};
 
-/* Threads (see "threads" below): a thread's cache of one class, its caches, its slot. */
-#define MT_MAX_THREADS 64 /* threads with a cache, per instance; others always lock */
-
-struct tbin {
-  void *head; /* intrusive list of cached objects */
-  uint32_t n, limit;
-};
-
-struct tcache {
-  uint64_t hits;
-  struct tbin bin[];
-};
-
-struct tslot {
-  uint64_t thread; /* the owner's number */
-  struct tcache *tc;
-};
-
-struct mt_state {
-  _Alignas(64) uint64_t id;          /* unique in the process, renewed by reset: names it in TLS */
-  size_t cache;                      /* objects per class per thread; 0: off (and when hardened) */
-  _Alignas(64) pthread_mutex_t lock; /* the depot: the whole heap but the caches */
-  uint64_t refills, flushes, waits;
-  uint64_t old_hits; /* of caches a reset dropped */
-  size_t cache_meta; /* bytes of thread caches */
-  unsigned n_slots;
-  struct tslot slot[MT_MAX_THREADS];
-};
-
 struct heap {
   /* hot: small path */
   size_t max_small;
@@ -193,8 +164,11 @@ struct heap {
   uint64_t secret, rng; /* harden=1: canary and magic key, slot-choice random state */
   unsigned n_classes;
   struct klass cls[MAX_CLASSES];
-  struct mt_state mt; /* threads: see "threads" below */
-  uint8_t class_of[]; /* class of a small size, indexed by (size + 15) / 16 */
+  /* threads (see "threads" below): the id every call reads on a line of its own, then the
+   * lock (the depot's) */
+  _Alignas(64) uint64_t tc_id;
+  _Alignas(64) struct tc_state tc;
+  _Alignas(64) uint8_t class_of[]; /* class of a small size, indexed by (size + 15) / 16 */
 };
 
 static const struct alloc_param slab_params[] = {
@@ -1166,247 +1140,98 @@ static void slab_destroy(void *st) {
 }
 
 /* ---- threads: per-thread caches in front of the heap (the depot) ----
- * Everything above runs one thread at a time, under mt.lock. Each thread that calls in gets
- * a cache of its own, carved from the heap at its first call: per class, a list of at most
- * `cache` objects (and at most a slab's worth). malloc pops from it and free pushes onto it
- * (the class from the descriptor, so a memalign block goes back to its own class), with no
- * lock and no atomic read-modify-write; an empty list takes half a list's worth from the
- * slabs under the lock, a full one gives half back. An object freed by another thread than
- * its allocator's joins the freeing thread's cache and returns to its slab with the next
- * batch. A thread finds its cache through a thread-local entry naming the instance by a
- * number unique in the process (renewed by reset), so an entry left from a destroyed
- * instance, even one made again at the same address, is never used. Only the owner touches
- * a cache's lists; its counts and hits are written with relaxed atomic stores (plain moves
- * on x86) so that stats may read them. */
+ * Everything above runs one thread at a time, under tc.lock. Each thread that calls in gets
+ * a cache of its own (tcache.h): per class, a list of at most `cache` objects (and at most a
+ * slab's worth), popped by malloc and pushed by free with no lock; half a list moves to or
+ * from the slabs under the lock. free takes the class from the descriptor, so a memalign
+ * block goes back to its own class. An object freed by another thread than its allocator's
+ * joins the freeing thread's cache and returns to its slab with the next batch. */
 
-/* Process-wide sources of unique numbers, for threads and instances; not instance state. */
-static uint64_t mt_last_instance, mt_last_thread;
-
-/* This thread's entry: the instance it last called and its cache there (NULL: none).
+/* This thread's entry: the instance it last called and its cache there.
  * initial-exec: one %fs-relative load, as the module is linked into executables. */
-static _Thread_local struct {
-  uint64_t id;
-  struct tcache *tc;
-} mt_tls __attribute__((tls_model("initial-exec")));
-static _Thread_local uint64_t mt_tls_thread __attribute__((tls_model("initial-exec")));
+static _Thread_local struct tc_entry mt_tls __attribute__((tls_model("initial-exec")));
 
-static uint64_t mt_thread_number(void) {
-  if (!mt_tls_thread)
-    mt_tls_thread = __atomic_add_fetch(&mt_last_thread, 1, __ATOMIC_RELAXED);
-  return mt_tls_thread;
-}
-
-static void mt_lock(struct heap *h) {
-  if (pthread_mutex_trylock(&h->mt.lock) != 0) {
-    pthread_mutex_lock(&h->mt.lock);
-    h->mt.waits++; /* under the lock */
-  }
-}
-
-static void mt_unlock(struct heap *h) {
-  pthread_mutex_unlock(&h->mt.lock);
-}
-
-static void mt_set_count(uint32_t *n, uint32_t v) {
-  __atomic_store_n(n, v, __ATOMIC_RELAXED);
-}
-
-/* The caches lived in the heap (reset, init): every thread's entry must go stale. */
-static void mt_forget_caches(struct heap *h) {
-  for (unsigned i = 0; i < h->mt.n_slots; i++)
-    h->mt.old_hits += h->mt.slot[i].tc->hits;
-  h->mt.n_slots = 0;
-  h->mt.cache_meta = 0;
-  h->mt.id = __atomic_add_fetch(&mt_last_instance, 1, __ATOMIC_RELAXED);
-}
-
-/* Under the lock: a new cache, a block of the heap (a 64-byte multiple: no two threads'
- * caches share a cache line). */
-static struct tcache *mt_cache_make(struct heap *h) {
-  size_t bytes = alloc_align_up(sizeof(struct tcache) + h->n_classes * sizeof(struct tbin), 64);
-  struct tcache *tc = slab_malloc(h, bytes);
-  if (!tc)
-    return NULL;
-  tc->hits = 0;
-  for (unsigned c = 0; c < h->n_classes; c++) {
-    size_t cap = h->cls[c].cap;
-    tc->bin[c] = (struct tbin){NULL, 0, (uint32_t)(h->mt.cache < cap ? h->mt.cache : cap)};
-  }
-  h->mt.cache_meta += slab_usable_size(h, tc, bytes);
+/* A cache is a block of the heap. */
+static void *mt_cache_alloc(void *st, size_t bytes, size_t *ret_room) {
+  void *tc = slab_malloc(st, bytes);
+  *ret_room = tc ? slab_usable_size(st, tc, bytes) : 0;
   return tc;
 }
 
-/* The calling thread's cache, made at its first call; NULL when caching is off or all slots
- * are taken (the thread then always uses the lock) or the heap is full (tried again at the
- * next call). */
-static __attribute__((noinline)) struct tcache *mt_cache_claim(struct heap *h) {
-  uint64_t me = mt_thread_number();
-  struct tcache *tc = NULL;
-  int settled = 1;
-  mt_lock(h);
-  for (unsigned i = 0; i < h->mt.n_slots && !tc; i++)
-    if (h->mt.slot[i].thread == me)
-      tc = h->mt.slot[i].tc;
-  if (!tc && h->mt.cache && h->mt.n_slots < MT_MAX_THREADS) {
-    tc = mt_cache_make(h);
-    if (tc)
-      h->mt.slot[h->mt.n_slots++] = (struct tslot){me, tc};
-    settled = tc != NULL;
-  }
-  mt_unlock(h);
-  if (settled) {
-    mt_tls.id = h->mt.id;
-    mt_tls.tc = tc;
-  }
-  return tc;
+/* A list holds at most a slab's worth. */
+static size_t mt_span(const void *st, unsigned c) {
+  const struct heap *h = st;
+  return h->cls[c].cap;
 }
 
-static inline struct tcache *mt_cache(struct heap *h) {
-  if (mt_tls.id == h->mt.id)
-    return mt_tls.tc;
-  return mt_cache_claim(h);
+static void *mt_take(void *st, unsigned c) {
+  struct heap *h = st;
+  return small_malloc(h, &h->cls[c]);
 }
 
-/* Under the lock: every cached object of tc back to its slab. Returns 1 if there was any. */
-static int mt_drain(struct heap *h, struct tcache *tc) {
-  int any = 0;
-  for (unsigned c = 0; c < h->n_classes; c++) {
-    struct tbin *b = &tc->bin[c];
-    for (void *p = b->head, *next; p; p = next) {
-      next = *(void **)p;
-      small_free(h, p);
-      any = 1;
-    }
-    b->head = NULL;
-    mt_set_count(&b->n, 0);
-  }
-  return any;
+/* Each object goes back to its own slab (the class is in the descriptor). */
+static void mt_put(void *st, unsigned c, void *p) {
+  small_free(st, p);
 }
 
-/* Under the lock: up to `want` objects of class c as a list; their number in *ret_n. */
-static void *mt_grab(struct heap *h, unsigned c, uint32_t want, uint32_t *ret_n) {
-  void *head = NULL;
-  uint32_t n = 0;
-  for (; n < want; n++) {
-    void *p = small_malloc(h, &h->cls[c]);
-    if (!p)
-      break;
-    *(void **)p = head;
-    head = p;
-  }
-  *ret_n = n;
-  return head;
+static void *mt_grab(void *st, unsigned c, uint32_t want, uint32_t *ret_n) {
+  return tc_grab_each(mt_take, st, c, want, ret_n);
 }
 
-/* List c is empty: half a list's worth of objects from the slabs, then one of them. Out of
- * memory, the thread's other lists go back first (they may empty a slab). */
-static __attribute__((noinline)) void *mt_refill(struct heap *h, struct tcache *tc, unsigned c) {
-  struct tbin *b = &tc->bin[c];
-  uint32_t want = (b->limit + 1) / 2, n;
-  mt_lock(h);
-  h->mt.refills++;
-  void *head = mt_grab(h, c, want, &n);
-  if (!head && mt_drain(h, tc))
-    head = mt_grab(h, c, want, &n);
-  mt_unlock(h);
-  if (!head)
-    return NULL;
-  b->head = *(void **)head;
-  mt_set_count(&b->n, n - 1);
-  return head;
+static void *mt_give(void *st, unsigned c, void *list, uint32_t n) {
+  return tc_give_each(mt_put, st, c, list, n);
 }
 
-/* List c is full: half of it goes back to the slabs, then p joins it. */
-static __attribute__((noinline)) void mt_flush_put(struct heap *h, struct tcache *tc, unsigned c,
-                                                   void *p) {
-  struct tbin *b = &tc->bin[c];
-  uint32_t give = (b->limit + 1) / 2;
-  mt_lock(h);
-  h->mt.flushes++;
-  for (uint32_t k = 0; k < give; k++) {
-    void *out = b->head;
-    b->head = *(void **)out;
-    small_free(h, out);
-  }
-  mt_unlock(h);
-  *(void **)p = b->head;
-  b->head = p;
-  mt_set_count(&b->n, b->n - give + 1);
-}
-
-static inline void *mt_take(struct heap *h, struct tcache *tc, unsigned c) {
-  struct tbin *b = &tc->bin[c];
-  void *p = b->head;
-  if (!p)
-    return mt_refill(h, tc, c);
-  b->head = *(void **)p;
-  mt_set_count(&b->n, b->n - 1);
-  __atomic_store_n(&tc->hits, tc->hits + 1, __ATOMIC_RELAXED);
-  return p;
-}
-
-static inline void mt_put(struct heap *h, struct tcache *tc, unsigned c, void *p) {
-  struct tbin *b = &tc->bin[c];
-  if (b->n == b->limit) {
-    mt_flush_put(h, tc, c, p);
-    return;
-  }
-  *(void **)p = b->head;
-  b->head = p;
-  mt_set_count(&b->n, b->n + 1);
-}
-
-/* The thread's cache is ready when its entry names h and holds one. */
-static inline struct tcache *mt_ready_cache(const struct heap *h) {
-  return mt_tls.id == h->mt.id ? mt_tls.tc : NULL;
-}
+/* Out of memory, a refill returns the thread's other lists first (they may empty a slab
+ * that another class or a large block can use). */
+static const struct tc_ops mt_ops = {mt_cache_alloc, mt_span, mt_grab, mt_give, 1};
 
 /* What the caches do not serve, under the lock; out of memory, the caller's cached objects
  * go back to their slabs and it is tried once more. The slow paths (claim, refill, flush,
  * the lock) are kept out of line (noinline), so that the fast paths save no registers. */
 static __attribute__((noinline)) void *mt_locked_malloc(struct heap *h, struct tcache *tc,
                                                         size_t align, size_t size) {
-  mt_lock(h);
+  tc_lock(&h->tc);
   void *p = align ? slab_memalign(h, align, size) : slab_malloc(h, size);
-  if (!p && tc && mt_drain(h, tc))
+  if (!p && tc && tc_drain(&h->tc, tc))
     p = align ? slab_memalign(h, align, size) : slab_malloc(h, size);
-  mt_unlock(h);
+  tc_unlock(&h->tc);
   return p;
 }
 
 /* A thread's first call (which makes its cache), large blocks, caching off. */
 static __attribute__((noinline)) void *mt_malloc_slow(struct heap *h, size_t size) {
-  struct tcache *tc = size <= h->max_small ? mt_cache(h) : NULL;
+  struct tcache *tc = size <= h->max_small ? tc_mine(&mt_tls, &h->tc, h->tc_id) : NULL;
   if (tc)
-    return mt_take(h, tc, class_index(h, size));
-  return mt_locked_malloc(h, mt_ready_cache(h), 0, size);
+    return tc_pop(&h->tc, tc, class_index(h, size));
+  return mt_locked_malloc(h, tc_ready(&mt_tls, h->tc_id), 0, size);
 }
 
 /* One-object slabs (SOLO_CLASS) are not cached: they go back to the page level at once. */
 static __attribute__((noinline)) void mt_free_slow(struct heap *h, void *p, size_t size) {
-  struct tcache *tc = size <= h->max_small ? mt_cache(h) : NULL;
+  struct tcache *tc = size <= h->max_small ? tc_mine(&mt_tls, &h->tc, h->tc_id) : NULL;
   unsigned c = tc ? slab_of(h, p)->cls : SOLO_CLASS;
   if (c < h->n_classes) {
-    mt_put(h, tc, c, p);
+    tc_push(&h->tc, tc, c, p);
     return;
   }
-  mt_lock(h);
+  tc_lock(&h->tc);
   slab_free(h, p, size);
-  mt_unlock(h);
+  tc_unlock(&h->tc);
 }
 
 static void *mt_malloc(void *st, size_t size) {
   struct heap *h = st;
-  struct tcache *tc = mt_ready_cache(h);
+  struct tcache *tc = tc_ready(&mt_tls, h->tc_id);
   if (size > h->max_small || !tc)
     return mt_malloc_slow(h, size);
-  return mt_take(h, tc, class_index(h, size));
+  return tc_pop(&h->tc, tc, class_index(h, size));
 }
 
 /* The class comes from the descriptor, so a memalign block goes back to its own class. */
 static void mt_free(void *st, void *p, size_t size) {
   struct heap *h = st;
-  struct tcache *tc = mt_ready_cache(h);
+  struct tcache *tc = tc_ready(&mt_tls, h->tc_id);
   if (!p)
     return;
   unsigned c;
@@ -1414,25 +1239,25 @@ static void mt_free(void *st, void *p, size_t size) {
     mt_free_slow(h, p, size);
     return;
   }
-  mt_put(h, tc, c, p);
+  tc_push(&h->tc, tc, c, p);
 }
 
 /* As slab_realloc, but a move goes through mt_malloc and mt_free: no copy under the lock. */
 static void *mt_realloc(void *st, void *p, size_t old_size, size_t new_size) {
   struct heap *h = st;
   if (h->harden) {
-    mt_lock(h);
+    tc_lock(&h->tc);
     void *q = slab_realloc(h, p, old_size, new_size);
-    mt_unlock(h);
+    tc_unlock(&h->tc);
     return q;
   }
   if (old_size <= h->max_small) {
     if (small_fits(h, slab_of(h, p), new_size))
       return p;
   } else if (new_size > h->max_small) {
-    mt_lock(h);
+    tc_lock(&h->tc);
     int done = large_resize(h, p, old_size, new_size);
-    mt_unlock(h);
+    tc_unlock(&h->tc);
     if (done)
       return p;
   }
@@ -1448,11 +1273,12 @@ static void *mt_realloc(void *st, void *p, size_t old_size, size_t new_size) {
 static void *mt_memalign(void *st, size_t align, size_t size) {
   struct heap *h = st;
   struct tcache *tc = NULL;
-  if (size <= h->max_small && align <= h->max_small && (tc = mt_cache(h)) != NULL) {
+  if (size <= h->max_small && align <= h->max_small &&
+      (tc = tc_mine(&mt_tls, &h->tc, h->tc_id)) != NULL) {
     unsigned c = class_index(h, size);
     while (h->cls[c].size % align)
       c++;
-    return mt_take(h, tc, c);
+    return tc_pop(&h->tc, tc, c);
   }
   return mt_locked_malloc(h, tc, align, size);
 }
@@ -1462,9 +1288,9 @@ static size_t mt_usable_size(void *st, void *p, size_t size) {
   struct heap *h = st;
   if (!h->harden)
     return slab_usable_size(h, p, size);
-  mt_lock(h);
+  tc_lock(&h->tc);
   size_t n = slab_usable_size(h, p, size);
-  mt_unlock(h);
+  tc_unlock(&h->tc);
   return n;
 }
 
@@ -1472,24 +1298,10 @@ static size_t mt_usable_size(void *st, void *p, size_t size) {
  * slabs_made are the caches' (objects still cached: `cached`). */
 static void mt_stats(void *st, struct alloc_stats *ret) {
   struct heap *h = st;
-  mt_lock(h);
+  tc_lock(&h->tc);
   slab_stats(h, ret);
-  ret->meta_bytes += h->mt.cache_meta;
-  if (h->mt.cache && ret->n_counters == ALLOC_MAX_COUNTERS) {
-    uint64_t hits = h->mt.old_hits, cached = 0;
-    for (unsigned s = 0; s < h->mt.n_slots; s++) {
-      const struct tcache *tc = h->mt.slot[s].tc;
-      hits += __atomic_load_n(&tc->hits, __ATOMIC_RELAXED);
-      for (unsigned c = 0; c < h->n_classes; c++)
-        cached += __atomic_load_n(&tc->bin[c].n, __ATOMIC_RELAXED);
-    }
-    ret->counter[1] = (struct alloc_counter){"cache_hits", hits};
-    ret->counter[2] = (struct alloc_counter){"depot_refills", h->mt.refills};
-    ret->counter[3] = (struct alloc_counter){"depot_flushes", h->mt.flushes};
-    ret->counter[4] = (struct alloc_counter){"lock_waits", h->mt.waits};
-    ret->counter[5] = (struct alloc_counter){"cached", cached};
-  }
-  mt_unlock(h);
+  tc_stats(&h->tc, ret);
+  tc_unlock(&h->tc);
 }
 
 /* slab_init, then the threads' part: caching is off on the hardened path. */
@@ -1505,23 +1317,21 @@ static int mt_init(void **ret_st, void *base, size_t size, const struct alloc_ar
   if (slab_init(ret_st, base, size, args, err, errlen))
     return -1;
   struct heap *h = *ret_st;
-  h->mt.cache = h->harden ? 0 : cache;
-  h->mt.refills = h->mt.flushes = h->mt.waits = h->mt.old_hits = 0;
-  h->mt.n_slots = 0;
-  pthread_mutex_init(&h->mt.lock, NULL);
-  mt_forget_caches(h);
+  tc_init(&h->tc, h, &mt_ops, h->n_classes, h->harden ? 0 : cache);
+  h->tc_id = tc_forget(&h->tc);
   return 0;
 }
 
 static void mt_reset(void *st) {
-  mt_forget_caches(st); /* reads the caches' hits: before the heap goes */
-  slab_reset(st);
+  struct heap *h = st;
+  h->tc_id = tc_forget(&h->tc); /* reads the caches' hits: before the heap goes */
+  slab_reset(h);
 }
 
 static void mt_destroy(void *st) {
   struct heap *h = st;
   slab_destroy(h);
-  pthread_mutex_destroy(&h->mt.lock);
+  tc_destroy(&h->tc);
 }
 
 const struct alloc_methods alloc_slab = {
