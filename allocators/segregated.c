@@ -35,7 +35,11 @@
  * Cost: small malloc and free O(1): a bitmap test, a ring unlink or insert, two header
  * writes. A large malloc or free walks one bin's distinct sizes from the nearer end: at most
  * half of range/16 (16 steps for 4-8 KiB with classes=fine, 128 with pow2). realloc is
- * O(1) when it stays in place, else malloc + copy + free.
+ * O(1) when it stays in place, else malloc + copy + free. A small malloc that its own bin
+ * or the next one serves (most of them) is some 45 instructions inline, with one
+ * data-dependent branch (hit or miss): the size rounding and the bin's bit are computed
+ * without branches, and everything else is out of line (sqlite-orders: 70 instructions
+ * and 0.18 mispredicted branches per op, harness loop included, against glibc's 100 and 0.18).
  * harden=1 (or harden=canary, harden=free for one check alone) takes a separate checked path;
  * the plain one pays one flag test per call. free: an in-use chunk's payload no longer runs
  * into the next chunk's footer slot; that slot holds a tag, a keyed hash of the chunk's address
@@ -90,9 +94,6 @@ struct seg {
   struct chunk *top; /* the wilderness: everything from here to end */
   struct chunk *dv;  /* designated victim, or NULL */
   size_t dv_size;
-  /* Bit w: map[w] != 0. Not next to map[0]: gcc then updated both with one 16-byte
-   * load and store, which stalls when either word was just written alone. */
-  uint64_t summary;
   size_t max_chunk; /* end - heap: no chunk can be bigger */
   size_t max_size;  /* the largest request whose chunk is smaller than max_chunk */
   unsigned harden;  /* H_CANARY | H_FREE, or 0: the plain path */
@@ -102,6 +103,9 @@ struct seg {
   const char *last_detection;
   unsigned sub_bits, n_bins;
   bool use_dv;
+  /* Bit w, for w >= 1: map[w] != 0. Bit 0 is never read (first_bin_from looks at map[w]
+   * itself before the words above it), so the small bins, all in map[0], skip it. */
+  uint64_t summary;
   uint64_t map[MAP_WORDS];
   size_t n_inuse, n_free; /* chunks, for meta_bytes; n_free leaves out dv and top */
   uint64_t splits, coalesces, exact_hits, dv_hits, top_carves, walk_steps;
@@ -226,10 +230,11 @@ static unsigned large_index(const struct seg *m, size_t s) {
   return N_SMALL + ((p - FIRST_LARGE_POW) << sb) + (unsigned)sub;
 }
 
+/* Small bins are bits 0..31 of map[0] (no summary bit: see struct seg). */
 static void insert_small(struct seg *m, struct chunk *c, size_t s) {
   unsigned i = (unsigned)(s >> 4);
   ring_insert_after(&m->bins[i], &c->list);
-  mark_bin(m, i);
+  m->map[0] |= 1ull << i;
 }
 
 /* The first entry of a large bin's size ring with size >= s, or the sentinel when there is
@@ -285,13 +290,12 @@ static inline void insert_chunk(struct seg *m, struct chunk *c, size_t s) {
 }
 
 /* After ring_remove, a ring left with only its sentinel had c's two neighbours equal.
- * Small bins are bits 0..31 of map[0]: the bit is cleared by arithmetic, not a branch, as
- * whether the bin emptied is a coin toss on some traces (a third of gcc-cc1's unlinks). */
+ * The bin's bit in map[0] is cleared by arithmetic, not a branch: whether the bin emptied
+ * is a coin toss on some traces (a third of gcc-cc1's unlinks). */
 static void unlink_small(struct seg *m, struct chunk *c, size_t s) {
   ring_remove(&c->list);
   uint64_t emptied = c->list.next == c->list.prev;
   m->map[0] &= ~(emptied << (s >> 4));
-  m->summary &= ~1ull | (m->map[0] != 0);
 }
 
 static inline void unlink_large(struct seg *m, struct chunk *c, size_t s) {
@@ -502,8 +506,8 @@ static void *malloc_large(struct seg *m, size_t nb) {
   return NULL;
 }
 
-/* Every request but an exact small-bin hit. Out of line, so that the hit's path in
- * plain_malloc saves no registers and stays a few instructions long. */
+/* Every request but a small-bin hit. Out of line, so that the hit's path in plain_malloc
+ * saves no registers. */
 static __attribute__((noinline)) void *malloc_rest(struct seg *m, size_t nb) {
   void *p = nb < SMALL_LIMIT ? malloc_small(m, nb) : malloc_large(m, nb);
   return p ? p : carve_top(m, nb);
