@@ -4,6 +4,7 @@
 #include "alloc.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,13 +18,22 @@ int region_map(struct region *ret, size_t size, char *err, size_t errlen) {
              page);
     return -1;
   }
-  void *p =
-      mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  /* The base is aligned to REGION_ALIGN whatever address the kernel picks: a module that
+   * places blocks by address alignment (buddy) would otherwise give other figures on every
+   * run. Reserve the slack too, then give back what lies outside. */
+  size_t slack = size <= SIZE_MAX - REGION_ALIGN ? REGION_ALIGN : 0;
+  char *p = mmap(NULL, size + slack, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (p == MAP_FAILED) {
     snprintf(err, errlen, "cannot reserve a region of %zu bytes: %s", size, strerror(errno));
     return -1;
   }
-  ret->base = p;
+  char *base = (char *)alloc_align_up((uintptr_t)p, slack ? REGION_ALIGN : 1);
+  if (base > p)
+    munmap(p, (size_t)(base - p));
+  if (slack && base + size < p + size + slack)
+    munmap(base + size, (size_t)(p + size + slack - (base + size)));
+  ret->base = base;
   ret->size = size;
   return 0;
 }

@@ -10,8 +10,11 @@ struct region {
   size_t size;
 };
 
-/* Reserves size bytes (MAP_NORESERVE: pages cost nothing until touched). Returns 0, or -1
- * with a message in err. */
+/* The region's base is a multiple of this (1 GiB), on every run. */
+#define REGION_ALIGN ((size_t)1 << 30)
+
+/* Reserves size bytes (MAP_NORESERVE: pages cost nothing until touched), at a base aligned
+ * to REGION_ALIGN. Returns 0, or -1 with a message in err. */
 int region_map(struct region *ret, size_t size, char *err, size_t errlen);
 
 /* Returns every page to the kernel, so the next module starts on untouched zero pages, and
