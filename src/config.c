@@ -321,7 +321,7 @@ static void sweep_free(struct sweep *sw) {
 /* Adds one instance per combination of the swept values, the last key varying fastest. */
 static int add_sweep(struct ctx *x, yaml_node_t *at, const char *name, const struct sweep *sw) {
   long total = 1;
-  for (int i = 0; i < sw->n; i++)
+  for (int i = 0; i < sw->n && total <= CLI_MAX_ALLOCS; i++) /* stop before it can overflow */
     total *= sw->n_val[i];
   if (total > CLI_MAX_ALLOCS)
     return FAIL(x, at, "%s: the parameter lists make %ld instances, more than %d", name, total,
