@@ -140,3 +140,17 @@ int alloc_load_library(const char *lib, const char *const *names, void **fns, ch
   }
   return 0;
 }
+
+int alloc_inner_args(const struct alloc_methods *inner, const struct alloc_args *args, char *spec,
+                     size_t spec_len, struct alloc_args *ret, char *err, size_t errlen) {
+  size_t n = 0;
+  for (int i = 0; i < args->n && n < spec_len; i++)
+    if (strncmp(args->key[i], "inner.", 6) == 0)
+      n += (size_t)snprintf(spec + n, spec_len - n, "%s%s=%s", n ? "," : "", args->key[i] + 6,
+                            args->val[i]);
+  if (n >= spec_len) {
+    snprintf(err, errlen, "the inner module's parameters are too long");
+    return -1;
+  }
+  return alloc_args_parse(inner, spec, ',', ret, err, errlen);
+}

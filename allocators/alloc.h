@@ -121,6 +121,12 @@ int alloc_arg_size(const struct alloc_args *args, const char *key, size_t *ret, 
 int alloc_arg_choice(const struct alloc_args *args, const char *key, const char *const *choices,
                      int *ret, char *err, size_t errlen);
 
+/* For wrapper modules (locked, lru): the "inner.KEY=VALUE" pairs of args become the inner
+ * module's "KEY=VALUE" parameters, written into spec (spec_len bytes, which must outlive ret)
+ * and parsed into ret. Returns 0, or -1 with a message in err. */
+int alloc_inner_args(const struct alloc_methods *inner, const struct alloc_args *args, char *spec,
+                     size_t spec_len, struct alloc_args *ret, char *err, size_t errlen);
+
 /* For reference modules: loads a shared library once per process with dlopen
  * (RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND, so its malloc does not replace the C library's)
  * and resolves names[i] into fns[i] (names is NULL-terminated). Returns 0, or -1 with

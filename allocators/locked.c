@@ -26,21 +26,6 @@ static const struct alloc_param locked_params[] = {
 
 static const char *const locked_variants[] = {"inner=bump", NULL};
 
-/* "inner.fit=best" becomes the inner module's "fit=best". */
-static int inner_args(struct locked *l, const struct alloc_args *args, struct alloc_args *ret,
-                      char *err, size_t errlen) {
-  size_t n = 0;
-  for (int i = 0; i < args->n && n < sizeof l->spec; i++)
-    if (strncmp(args->key[i], "inner.", 6) == 0)
-      n += (size_t)snprintf(l->spec + n, sizeof l->spec - n, "%s%s=%s", n ? "," : "",
-                            args->key[i] + 6, args->val[i]);
-  if (n >= sizeof l->spec) {
-    snprintf(err, errlen, "the inner module's parameters are too long");
-    return -1;
-  }
-  return alloc_args_parse(l->inner, l->spec, ',', ret, err, errlen);
-}
-
 static int locked_init(void **ret_st, void *base, size_t size, const struct alloc_args *args,
                        char *err, size_t errlen) {
   size_t head = alloc_align_up(sizeof(struct locked), 64);
@@ -57,7 +42,7 @@ static int locked_init(void **ret_st, void *base, size_t size, const struct allo
     return -1;
   }
   struct alloc_args ia;
-  if (inner_args(l, args, &ia, err, errlen))
+  if (alloc_inner_args(l->inner, args, l->spec, sizeof l->spec, &ia, err, errlen))
     return -1;
   char *rest = (char *)base + head;
   if (l->inner->init(&l->ist, rest, size - head, &ia, err, errlen))

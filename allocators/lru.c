@@ -187,21 +187,6 @@ static void *take(struct lru *l, unsigned c) {
   return n;
 }
 
-/* "inner.fit=best" becomes the inner module's "fit=best". */
-static int inner_args(struct lru *l, const struct alloc_args *args, struct alloc_args *ret,
-                      char *err, size_t errlen) {
-  size_t n = 0;
-  for (int i = 0; i < args->n && n < sizeof l->spec; i++)
-    if (strncmp(args->key[i], "inner.", 6) == 0)
-      n += (size_t)snprintf(l->spec + n, sizeof l->spec - n, "%s%s=%s", n ? "," : "",
-                            args->key[i] + 6, args->val[i]);
-  if (n >= sizeof l->spec) {
-    snprintf(err, errlen, "the inner module's parameters are too long");
-    return -1;
-  }
-  return alloc_args_parse(l->inner, l->spec, ',', ret, err, errlen);
-}
-
 static int parse(const struct alloc_args *args, const struct alloc_methods **ret_inner,
                  size_t *budget, unsigned *lk, char *err, size_t errlen) {
   static const char *const classes[] = {"1", "2", "4", "8", "16", NULL};
@@ -265,7 +250,7 @@ static int lru_init(void **ret_st, void *base, size_t size, const struct alloc_a
     l->heads[c] = (struct node){.prev = ho, .next = ho};
   }
   struct alloc_args ia;
-  if (inner_args(l, args, &ia, err, errlen))
+  if (alloc_inner_args(l->inner, args, l->spec, sizeof l->spec, &ia, err, errlen))
     return -1;
   if (inner->init(&l->ist, (char *)base + head, size - head, &ia, err, errlen))
     return -1;
