@@ -121,46 +121,48 @@ static size_t huge_count(size_t n, size_t elem) {
   return (n * elem + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE / elem;
 }
 
+/* Grows two parallel side arrays (a of asz-byte elements, b of bsz) from *cap to at least
+ * need elements, doubling from first; the count fills whole huge pages of elements of
+ * huge_elem bytes. On failure both keep their contents (a may have moved) and *cap is
+ * unchanged. Returns 0 or -1. */
+static int grow_pair(void **a, size_t asz, void **b, size_t bsz, size_t huge_elem, size_t *cap,
+                     size_t need, size_t first) {
+  if (need <= *cap)
+    return 0;
+  size_t n = *cap ? *cap * 2 : first;
+  while (n < need)
+    n *= 2;
+  n = huge_count(n, huge_elem);
+  void *na = region_side_resize(*a, *cap * asz, n * asz);
+  void *nb = na ? region_side_resize(*b, *cap * bsz, n * bsz) : NULL;
+  if (na)
+    *a = na;
+  if (!nb)
+    return -1;
+  *b = nb;
+  *cap = n;
+  return 0;
+}
+
 /* Arrays are sized once from a complete header; an unfinished trace grows them. The
  * lines, and so the ops, fill whole huge pages. */
 static int reserve_ops(struct reader *r, size_t need) {
   struct trace *t = r->t;
-  if (need <= t->cap)
-    return 0;
-  size_t cap = t->cap ? t->cap * 2 : 4096;
-  while (cap < need)
-    cap *= 2;
-  cap = huge_count(cap, sizeof *t->line);
-  struct trace_op *ops = region_side_resize(t->ops, t->cap * sizeof *ops, cap * sizeof *ops);
-  uint32_t *line =
-      ops ? region_side_resize(t->line, t->cap * sizeof *line, cap * sizeof *line) : NULL;
-  if (ops)
-    t->ops = ops;
-  if (!line)
-    return fail(r, "out of memory reading the trace");
+  void *ops = t->ops, *line = t->line;
+  int bad =
+      grow_pair(&ops, sizeof *t->ops, &line, sizeof *t->line, sizeof *t->line, &t->cap, need, 4096);
+  t->ops = ops;
   t->line = line;
-  t->cap = cap;
-  return 0;
+  return bad ? fail(r, "out of memory reading the trace") : 0;
 }
 
 static int reserve_slots(struct reader *r, size_t need) {
-  if (need <= r->cap_slots)
-    return 0;
-  size_t cap = r->cap_slots ? r->cap_slots * 2 : 1024;
-  while (cap < need)
-    cap *= 2;
-  cap = huge_count(cap, sizeof *r->slot_size);
-  uint64_t *sizes =
-      region_side_resize(r->slot_size, r->cap_slots * sizeof *sizes, cap * sizeof *sizes);
-  uint32_t *fs =
-      sizes ? region_side_resize(r->free_slots, r->cap_slots * sizeof *fs, cap * sizeof *fs) : NULL;
-  if (sizes)
-    r->slot_size = sizes;
-  if (!fs)
-    return fail(r, "out of memory reading the trace");
+  void *sizes = r->slot_size, *fs = r->free_slots;
+  int bad = grow_pair(&sizes, sizeof *r->slot_size, &fs, sizeof *r->free_slots,
+                      sizeof *r->slot_size, &r->cap_slots, need, 1024);
+  r->slot_size = sizes;
   r->free_slots = fs;
-  r->cap_slots = cap;
-  return 0;
+  return bad ? fail(r, "out of memory reading the trace") : 0;
 }
 
 /* A varint; -1 when it runs past the end of the data or past 64 bits. */
