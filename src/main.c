@@ -69,7 +69,7 @@ static int check_fits(const struct trace *t, size_t region) {
   fprintf(stderr,
           "harness: %s:%u: the trace needs %llu bytes live here, more than the %zu-byte region "
           "(use --region); its rows will count failed allocations\n",
-          t->path, t->line[t->peak_live_op], (unsigned long long)t->peak_live, region);
+          t->path, trace_line(t, t->peak_live_op), (unsigned long long)t->peak_live, region);
   return -1;
 }
 

@@ -368,7 +368,7 @@ void replay_free_leftovers(const struct alloc_methods *m, void *st, void **ptr,
 void replay_detection_text(const char *alloc, const struct trace *t,
                            const struct replay_measures *r, char *buf, size_t len) {
   snprintf(buf, len, "%s: %s:%u: the module detected %s (%llu detection%s in all)", alloc, t->path,
-           t->line[r->detect_op], r->detect_msg, (unsigned long long)r->detections,
+           trace_line(t, r->detect_op), r->detect_msg, (unsigned long long)r->detections,
            r->detections == 1 ? "" : "s");
 }
 

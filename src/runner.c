@@ -93,8 +93,8 @@ static int measure(const struct cell_spec *c, const struct trace *t, void **ptr,
     finish(c, st, ptr, lo);
   if (bad) {
     r->status = CELL_CHECK_FAILED;
-    snprintf(r->msg, sizeof r->msg, "%s: %s:%u: %s", c->m->name, t->path, t->line[r->meas.bad_op],
-             r->meas.msg);
+    snprintf(r->msg, sizeof r->msg, "%s: %s:%u: %s", c->m->name, t->path,
+             trace_line(t, r->meas.bad_op), r->meas.msg);
     return -1;
   }
   if (!inside)
@@ -132,7 +132,8 @@ static int check_threaded(const struct cell_spec *c, const struct trace *t, void
   if (bad) {
     c->m->destroy(st);
     r->status = CELL_CHECK_FAILED;
-    snprintf(r->msg, sizeof r->msg, "%s: %s:%u: %s", c->m->name, t->path, t->line[bad_op], msg);
+    snprintf(r->msg, sizeof r->msg, "%s: %s:%u: %s", c->m->name, t->path, trace_line(t, bad_op),
+             msg);
     return -1;
   }
   finish(c, st, ptr, lo);

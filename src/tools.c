@@ -428,7 +428,8 @@ int tools_info(FILE *f, const struct trace *t, const char *meta, const char *whe
           in->allocs ? (double)in->bytes_requested / (double)in->allocs : 0.0);
   if (t->n_ops)
     fprintf(f, "peak live    %llu bytes, first reached at %s %u (op %zu)\n",
-            (unsigned long long)t->peak_live, where, t->line[t->peak_live_op], t->peak_live_op + 1);
+            (unsigned long long)t->peak_live, where, trace_line(t, t->peak_live_op),
+            t->peak_live_op + 1);
   print_histogram(f, "request sizes (allocations; realloc's new size apart)", "bytes", in->sizes,
                   in->resizes, "reallocs", 0);
   print_histogram(f, "lifetimes (ops from allocation to free)", "ops", in->lifetimes, NULL, NULL,

@@ -34,9 +34,10 @@ struct trace_op {
 struct trace {
   char *path;
   struct trace_op *ops;
-  uint32_t *line;    /* source line of each op, for messages */
-  size_t n_ops, cap; /* cap: ops and lines mapped */
-  uint32_t n_slots;  /* slots in use at most, slot 0 included */
+  uint32_t *line;     /* source line of each op, for messages; NULL: see trace_line */
+  uint32_t line_base; /* when line is NULL, op i is on line line_base + i (binary traces) */
+  size_t n_ops, cap;  /* cap: ops (and lines, if any) mapped */
+  uint32_t n_slots;   /* slots in use at most, slot 0 included */
   uint32_t n_threads;
   /* Op counts by the trace's own words. */
   uint64_t n_malloc, n_free, n_realloc, n_calloc, n_memalign, n_reset;
@@ -46,6 +47,11 @@ struct trace {
   size_t peak_live_op; /* t*: index of the first op after which live is at its peak */
   char warning[256];   /* a problem worth a warning but not a refusal, or "" */
 };
+
+/* The line (a binary trace: the record) op i came from, for messages. */
+static inline uint32_t trace_line(const struct trace *t, size_t i) {
+  return t->line ? t->line[i] : t->line_base + (uint32_t)i;
+}
 
 /* A FREE op's arg when it frees a block already freed (trace_parse_stale only). */
 #define TRACE_STALE 1u

@@ -121,10 +121,10 @@ static size_t huge_count(size_t n, size_t elem) {
   return (n * elem + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE / elem;
 }
 
-/* Grows two parallel side arrays (a of asz-byte elements, b of bsz) from *cap to at least
- * need elements, doubling from first; the count fills whole huge pages of elements of
- * huge_elem bytes. On failure both keep their contents (a may have moved) and *cap is
- * unchanged. Returns 0 or -1. */
+/* Grows two parallel side arrays (a of asz-byte elements, b of bsz; b NULL: a alone) from
+ * *cap to at least need elements, doubling from first; the count fills whole huge pages of
+ * elements of huge_elem bytes. On failure both keep their contents (a may have moved) and
+ * *cap is unchanged. Returns 0 or -1. */
 static int grow_pair(void **a, size_t asz, void **b, size_t bsz, size_t huge_elem, size_t *cap,
                      size_t need, size_t first) {
   if (need <= *cap)
@@ -134,25 +134,24 @@ static int grow_pair(void **a, size_t asz, void **b, size_t bsz, size_t huge_ele
     n *= 2;
   n = huge_count(n, huge_elem);
   void *na = region_side_resize(*a, *cap * asz, n * asz);
-  void *nb = na ? region_side_resize(*b, *cap * bsz, n * bsz) : NULL;
+  void *nb = na && b ? region_side_resize(*b, *cap * bsz, n * bsz) : na;
   if (na)
     *a = na;
   if (!nb)
     return -1;
-  *b = nb;
+  if (b)
+    *b = nb;
   *cap = n;
   return 0;
 }
 
-/* Arrays are sized once from a complete header; an unfinished trace grows them. The
- * lines, and so the ops, fill whole huge pages. */
+/* The ops are sized once from a complete header; an unfinished trace grows them. They fill
+ * whole huge pages. Binary traces keep no lines: op i is record i + 1 (trace_line). */
 static int reserve_ops(struct reader *r, size_t need) {
   struct trace *t = r->t;
-  void *ops = t->ops, *line = t->line;
-  int bad =
-      grow_pair(&ops, sizeof *t->ops, &line, sizeof *t->line, sizeof *t->line, &t->cap, need, 4096);
+  void *ops = t->ops;
+  int bad = grow_pair(&ops, sizeof *t->ops, NULL, 0, sizeof *t->ops, &t->cap, need, 4096);
   t->ops = ops;
-  t->line = line;
   return bad ? fail(r, "out of memory reading the trace") : 0;
 }
 
@@ -217,7 +216,6 @@ static inline void emit(struct reader *r, uint8_t kind, uint8_t word, uint32_t s
   size_t i = t->n_ops++;
   t->ops[i] = (struct trace_op){
       .size = size, .arg = arg, .slot = slot, .kind = kind, .word = word, .thread = r->thread};
-  t->line[i] = (uint32_t)(i + 1); /* binary traces have no lines: messages name records */
   if (r->live > t->peak_live) {
     t->peak_live = r->live;
     t->peak_live_op = i;
@@ -471,7 +469,6 @@ static void fast_done(struct reader *r, const struct fast *f) {
 static void fast_records(struct reader *r) {
   struct trace *t = r->t;
   struct trace_op *ops = t->ops;
-  uint32_t *line = t->line;
   uint64_t *ss = r->slot_size;
   uint32_t *fs = r->free_slots;
   int complete = r->h.flags & TRACE_BIN_COMPLETE;
@@ -567,7 +564,6 @@ static void fast_records(struct reader *r) {
                                  .kind = code_kind[code],
                                  .word = code_word[code],
                                  .thread = (uint16_t)th};
-    line[f.n] = (uint32_t)(f.n + 1);
     f.n++;
     f.thread = (uint16_t)th;
     f.p = p;
@@ -645,7 +641,8 @@ static int read_unfinished(struct reader *r) {
 
 static int bin_parse_v1(struct trace *ret, const char *name, const void *buf, size_t len, char *err,
                         size_t errlen) {
-  *ret = (struct trace){.n_threads = 1, .n_slots = 1}; /* slot 0 holds NULL */
+  /* slot 0 holds NULL; op i is record i + 1 */
+  *ret = (struct trace){.n_threads = 1, .n_slots = 1, .line_base = 1};
   struct reader r = {.t = ret,
                      .name = name,
                      .err = err,
@@ -676,13 +673,14 @@ _Static_assert(sizeof(struct trace_op) == 24 && offsetof(struct trace_op, arg) =
 
 /* Header fields after the version-1 ones (offsets 0 to 27 are the same in both versions). */
 enum {
-  V2_OP_SIZE = 28,   /* u32: V2_OP */
-  V2_OPS_AT = 32,    /* u64: offset of the ops */
-  V2_LINES_AT = 40,  /* u64: offset of the line numbers */
-  V2_COUNTS = 48,    /* u64 x 6: n_malloc, n_free, n_realloc, n_calloc, n_memalign, n_reset */
-  V2_PEAK = 96,      /* u64: peak_live */
-  V2_PEAK_OP = 104,  /* u64: peak_live_op */
-  V2_RESERVED = 112, /* 16 bytes, 0 */
+  V2_OP_SIZE = 28,    /* u32: V2_OP */
+  V2_OPS_AT = 32,     /* u64: offset of the ops */
+  V2_LINES_AT = 40,   /* u64: offset of the line numbers */
+  V2_COUNTS = 48,     /* u64 x 6: n_malloc, n_free, n_realloc, n_calloc, n_memalign, n_reset */
+  V2_PEAK = 96,       /* u64: peak_live */
+  V2_PEAK_OP = 104,   /* u64: peak_live_op */
+  V2_LINE_BASE = 112, /* u32: with TRACE_BIN_LINES_SEQ, the line of op 0; else 0 */
+  V2_RESERVED = 116,  /* 12 bytes, 0 */
 };
 
 /* The words ops carry, as the classes counted in the header (n_malloc ... n_memalign, then
@@ -708,6 +706,7 @@ struct v2_header {
   uint64_t ops_at, lines_at;
   uint64_t count[6];
   uint64_t peak, peak_op;
+  uint32_t line_base;
 };
 
 /* What the validation pass finds, to hold against the header. */
@@ -1017,6 +1016,7 @@ static void v2_header_decode(struct v2_reader *r) {
     h->count[k] = get_le(b + V2_COUNTS + 8 * k, 8);
   h->peak = get_le(b + V2_PEAK, 8);
   h->peak_op = get_le(b + V2_PEAK_OP, 8);
+  h->line_base = (uint32_t)get_le(b + V2_LINE_BASE, 4);
 }
 
 /* Where a file shorter than its header announces was cut. */
@@ -1054,7 +1054,7 @@ static int v2_header(struct v2_reader *r) {
                           TRACE_BIN_V2_HEADER);
   v2_header_decode(r);
   const struct v2_header *h = &r->h;
-  if (h->flags & ~TRACE_BIN_COMPLETE)
+  if (h->flags & ~(TRACE_BIN_COMPLETE | TRACE_BIN_LINES_SEQ))
     return v2_header_fail(r, "unknown header flags 0x%x", (unsigned)h->flags);
   if (!(h->flags & TRACE_BIN_COMPLETE))
     return v2_header_fail(r, "corrupt header: no completion mark (version 2 is written whole)");
@@ -1082,7 +1082,16 @@ static int v2_header(struct v2_reader *r) {
     return v2_header_fail(r, "corrupt header: the lines' offset is %llu, not %llu (after the ops)",
                           (unsigned long long)h->lines_at,
                           (unsigned long long)(h->ops_at + V2_OP * h->n_ops));
-  uint64_t end = h->lines_at + 4 * h->n_ops;
+  int seq = h->flags & TRACE_BIN_LINES_SEQ;
+  if (!seq && h->line_base)
+    return v2_header_fail(r, "corrupt header: a line base (%u) without the flag that uses it",
+                          (unsigned)h->line_base);
+  if (seq && (h->line_base == 0 || (uint64_t)h->line_base - 1 + h->n_ops > UINT32_MAX))
+    return v2_header_fail(r,
+                          "corrupt header: line base %u for %llu ops (lines count from 1 to "
+                          "2^32 - 1)",
+                          (unsigned)h->line_base, (unsigned long long)h->n_ops);
+  uint64_t end = h->lines_at + (seq ? 0 : 4 * h->n_ops);
   if (r->len < end)
     return v2_truncated(r);
   if (r->len > end)
@@ -1140,15 +1149,18 @@ static int read_at(int fd, void *p, size_t n, uint64_t off) {
   return 0;
 }
 
-/* Arrays for the ops and lines, whole huge pages (see huge_count). */
+/* Arrays for the ops and the lines (none when they run in sequence), whole huge pages (see
+ * huge_count). */
 static int v2_alloc(struct trace *t, struct v2_reader *r) {
   size_t n = (size_t)r->h.n_ops;
+  int seq = r->h.flags & TRACE_BIN_LINES_SEQ;
+  t->line_base = r->h.line_base;
   if (!n)
     return 0;
-  t->cap = huge_count(n, sizeof *t->line);
+  t->cap = seq ? huge_count(n, sizeof *t->ops) : huge_count(n, sizeof *t->line);
   t->ops = region_side_alloc(t->cap * sizeof *t->ops);
-  t->line = t->ops ? region_side_alloc(t->cap * sizeof *t->line) : NULL;
-  if (!t->line)
+  t->line = t->ops && !seq ? region_side_alloc(t->cap * sizeof *t->line) : NULL;
+  if (!t->ops || (!seq && !t->line))
     return v2_header_fail(r, "out of memory reading the trace");
   return 0;
 }
@@ -1161,11 +1173,12 @@ static int v2_fill(struct trace *t, struct v2_reader *r, int fd, size_t from, si
   uint64_t lines_at = r->h.lines_at + from * sizeof *t->line;
   if (fd < 0) {
     memcpy(t->ops + from, r->b + ops_at, n * sizeof *t->ops);
-    memcpy(t->line + from, r->b + lines_at, n * sizeof *t->line);
+    if (t->line)
+      memcpy(t->line + from, r->b + lines_at, n * sizeof *t->line);
     return 0;
   }
   if (read_at(fd, t->ops + from, n * sizeof *t->ops, ops_at) == 0 &&
-      read_at(fd, t->line + from, n * sizeof *t->line, lines_at) == 0)
+      (!t->line || read_at(fd, t->line + from, n * sizeof *t->line, lines_at) == 0))
     return 0;
   return v2_header_fail(r, "%s", errno ? strerror(errno) : "the file shrank while it was read");
 }
@@ -1196,7 +1209,8 @@ static int v2_read(struct trace *t, struct v2_reader *r, int fd) {
   int rc = c.state ? 0 : v2_header_fail(r, "out of memory reading the trace");
   for (size_t from = 0; rc == 0 && from < c.n; from += V2_CHUNK) {
     size_t to = c.n - from < V2_CHUNK ? c.n : from + V2_CHUNK;
-    rc = v2_fill(t, r, fd, from, to) || v2_lines(&c, &p, from, to) || v2_ops(&c, &p, from, to);
+    rc = v2_fill(t, r, fd, from, to) || (c.line && v2_lines(&c, &p, from, to)) ||
+         v2_ops(&c, &p, from, to);
   }
   if (rc == 0)
     rc = v2_finish(&c, &p, &sum) || v2_agree(&c, h, &sum);
@@ -1423,14 +1437,24 @@ static void v2_normalize(const struct trace *t, struct trace_op *ops, uint32_t *
     if (o.kind <= OP_RESET) /* other kinds are refused by the pass */
       o.word = code_word[code_of(&o, in_reset)];
     ops[i] = o;
-    line[i] = t->line ? t->line[i] : (uint32_t)(i + 1);
+    line[i] = t->line || t->line_base ? trace_line(t, i) : (uint32_t)(i + 1);
   }
 }
 
+/* The line of op 0 when op i is on that line + i for every i (and the lines can go), else 0. */
+static uint32_t v2_line_seq(const uint32_t *line, size_t n) {
+  if (n == 0)
+    return 1;
+  for (size_t i = 1; i < n; i++)
+    if (line[i] != line[0] + (uint32_t)i || line[i] < line[0])
+      return 0;
+  return line[0];
+}
+
 static void v2_header_encode(uint8_t *p, const struct v2_sum *s, size_t n, uint32_t meta_len,
-                             uint64_t ops_at) {
+                             uint64_t ops_at, uint32_t line_base) {
   struct trace_bin_header h = {.version = TRACE_BIN_V2,
-                               .flags = TRACE_BIN_COMPLETE,
+                               .flags = TRACE_BIN_COMPLETE | (line_base ? TRACE_BIN_LINES_SEQ : 0),
                                .records = n,
                                .slots = s->slots,
                                .threads = s->threads,
@@ -1444,13 +1468,15 @@ static void v2_header_encode(uint8_t *p, const struct v2_sum *s, size_t n, uint3
     trace_bin_le(p + V2_COUNTS + 8 * k, s->count[k], 8);
   trace_bin_le(p + V2_PEAK, s->peak, 8);
   trace_bin_le(p + V2_PEAK_OP, s->peak_op, 8);
+  trace_bin_le(p + V2_LINE_BASE, line_base, 4);
 }
 
-/* Header, metadata, zeros up to the ops, the ops, the lines. */
+/* Header, metadata, zeros up to the ops, the ops, the lines (unless they run in sequence). */
 static int v2_emit(struct writer *w, const struct v2_sum *s, const char *meta, uint32_t meta_len,
                    const struct trace_op *ops, const uint32_t *line, size_t n) {
   uint64_t ops_at = align_up64(TRACE_BIN_V2_HEADER + (uint64_t)meta_len);
-  v2_header_encode(w->buf, s, n, meta_len, ops_at);
+  uint32_t line_base = v2_line_seq(line, n);
+  v2_header_encode(w->buf, s, n, meta_len, ops_at, line_base);
   w->len = TRACE_BIN_V2_HEADER;
   if (meta_len && (flush(w) || w->put(w->ctx, meta, meta_len)))
     return -1;
@@ -1463,7 +1489,7 @@ static int v2_emit(struct writer *w, const struct v2_sum *s, const char *meta, u
     if (w->len > sizeof w->buf - V2_OP && flush(w))
       return -1;
   }
-  for (size_t i = 0; i < n; i++) {
+  for (size_t i = 0; i < n && !line_base; i++) {
     trace_bin_le(w->buf + w->len, line[i], 4);
     w->len += 4;
     if (w->len > sizeof w->buf - 4 && flush(w))

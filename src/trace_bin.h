@@ -23,7 +23,10 @@
 #define TRACE_BIN_RECORD_MAX 32 /* longest record: tag, thread, slot or size, alignment */
 
 /* Header flags. */
-enum { TRACE_BIN_COMPLETE = 1 }; /* the writer finished: the counts below are valid */
+enum {
+  TRACE_BIN_COMPLETE = 1, /* the writer finished: the counts below are valid */
+  TRACE_BIN_LINES_SEQ = 2 /* version 2: op i is on line base + i, and no lines are stored */
+};
 
 /* A record: a tag byte, then its fields.
  *   tag: bits 0-3 the code, bit 4 (TRACE_BIN_THREAD) set when a thread number follows
@@ -116,8 +119,9 @@ static inline size_t trace_bin_record(uint8_t *p, enum trace_bin_code code, int 
  * mapped and used in place. A 128-byte header (the version-1 fields at the same offsets,
  * then the ops' offset, the lines' offset, the op counts, the peak), the metadata, zeros up
  * to TRACE_BIN_V2_ALIGN, the struct trace_op array (24 bytes each, little-endian fields at
- * their in-memory offsets), then one uint32 line number per op. The reader validates every
- * op before it hands the trace out. Layout: docs/trace-format.md. */
+ * their in-memory offsets), then one uint32 line number per op, unless the flag
+ * TRACE_BIN_LINES_SEQ says op i is on line base + i (base: the u32 at byte 112). The reader
+ * validates every op before it hands the trace out. Layout: docs/trace-format.md. */
 #define TRACE_BIN_V2 2
 #define TRACE_BIN_V2_HEADER 128
 #define TRACE_BIN_V2_ALIGN 64

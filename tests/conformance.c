@@ -37,7 +37,7 @@ static uint64_t replay_checked(const struct alloc_methods *m, const struct alloc
   struct replay_measures r;
   int bad = replay_measured(m, st, t, ptr, &chk, NULL, 0, &r);
   if (!EXPECT(bad == 0))
-    fprintf(stderr, "  %s %s: line %u: %s\n", m->name, what, t->line[r.bad_op], r.msg);
+    fprintf(stderr, "  %s %s: line %u: %s\n", m->name, what, trace_line(t, r.bad_op), r.msg);
   if (!bad && r.failed == 0)
     EXPECT(r.peak_live == t->peak_live);
   if (inside)

@@ -26,6 +26,13 @@ static const char edge[] = "alloctrace 1\n"
                            "x @2\nm 3 1\n";
 
 /* A sink into memory. */
+static uint64_t get64(const uint8_t *p) {
+  uint64_t v = 0;
+  for (int i = 7; i >= 0; i--)
+    v = v << 8 | p[i];
+  return v;
+}
+
 struct mem {
   uint8_t *p;
   size_t len, cap;
@@ -69,8 +76,12 @@ static int to_v2(const struct trace *t, struct mem *ret) {
 
 /* The same trace, line numbers included. */
 static int same_lines(const struct trace *a, const struct trace *b) {
-  return same_trace(a, b) &&
-         (a->n_ops == 0 || memcmp(a->line, b->line, a->n_ops * sizeof *a->line) == 0);
+  if (!same_trace(a, b))
+    return 0;
+  for (size_t i = 0; i < a->n_ops; i++)
+    if (trace_line(a, i) != trace_line(b, i))
+      return 0;
+  return 1;
 }
 
 static int to_text(const struct trace *t, struct mem *ret) {
@@ -98,7 +109,11 @@ static void round_trip_v2(const char *name, const struct trace *t1, const struct
   struct trace t5;
   int r5 = r4 ? r4 : trace_bin_parse(&t5, name, img2.p, img2.len, err, sizeof err);
   EXPECT(r5 == 0 && same_lines(&t4, &t5) && same_trace(t1, &t5));
-  EXPECT(r4 == 0 && img2.len == img.len);
+  /* the same ops, and version 1's record numbers run in sequence: no lines stored */
+  uint64_t ops_bytes = 24 * (uint64_t)t1->n_ops;
+  EXPECT(r4 == 0 && img2.len == get64(img2.p + 32) + ops_bytes && (img2.p[6] & 2) &&
+         get64(img2.p + 32) == get64(img.p + 32) &&
+         memcmp(img2.p + get64(img2.p + 32), img.p + get64(img.p + 32), ops_bytes) == 0);
   if (r == 0)
     trace_free(&t2);
   if (r3 == 0)
@@ -320,13 +335,6 @@ static void unfinished(void) {
 
 /* --- version 2 --- */
 
-static uint64_t get64(const uint8_t *p) {
-  uint64_t v = 0;
-  for (int i = 7; i >= 0; i--)
-    v = v << 8 | p[i];
-  return v;
-}
-
 static void put64(uint8_t *p, uint64_t v) {
   for (int i = 0; i < 8; i++)
     p[i] = (uint8_t)(v >> (8 * i));
@@ -470,6 +478,26 @@ static void c_threads(uint8_t *img, struct trace_op *o, uint32_t *l) {
   img[20] = 0;
 }
 
+/* Lines in sequence (TRACE_BIN_LINES_SEQ): their first line at byte 112. */
+static void c_base_0(uint8_t *img, struct trace_op *o, uint32_t *l) {
+  (void)o, (void)l;
+  memset(img + 112, 0, 4);
+}
+static void c_base_high(uint8_t *img, struct trace_op *o, uint32_t *l) {
+  (void)o, (void)l;
+  memset(img + 112, 0xff, 4);
+}
+static void c_base_unflagged(uint8_t *img, struct trace_op *o, uint32_t *l) {
+  (void)o, (void)l;
+  img[112] = 7;
+}
+/* the flag on a trace whose lines are stored: they are bytes too many */
+static void c_seq_unstored(uint8_t *img, struct trace_op *o, uint32_t *l) {
+  (void)o, (void)l;
+  img[6] |= 2;
+  img[112] = 1;
+}
+
 static const struct v2_case v2_cases[] = {
     {"m 1 8\nf 1\n", c_slot,
      "c.atb: op 2 (byte 216): slot 7 is out of range (the header's 2 slots)"},
@@ -485,7 +513,7 @@ static const struct v2_case v2_cases[] = {
     {"m 1 8\nf 1\n", c_word, "c.atb: op 1 (byte 192): a malloc op with the word 'f'"},
     {"m 1 8\nf 1\n", c_thread,
      "op 2 (byte 216): thread 5 is out of range (the header's 1 threads)"},
-    {"m 1 8\nm 2 8\nf 1\n", c_lines, "c.atb: op 3 (its line at byte 272): line 1 follows line 3"},
+    {"m 1 8\nm 2 8\n\nf 1\n", c_lines, "c.atb: op 3 (its line at byte 272): line 1 follows line 3"},
     {"m 1 8\nm 2 8\nm 3 8\n", c_live,
      "op 3 (byte 240): allocation into slot 1, which is live (allocated at op 1)"},
     {"m 1 8\nm 2 8\nf 1\nf 2\nm 3 8\n", c_rule,
@@ -511,6 +539,12 @@ static const struct v2_case v2_cases[] = {
     {"m 1 8\n", c_pad,
      "c.atb: corrupt header: byte 150, between the metadata and the ops, is not 0"},
     {"m 1 8\n", c_threads, "c.atb: corrupt header: 1 ops, 2 slots, 0 threads"},
+    {"m 1 8\nf 1\n", c_base_0, "c.atb: corrupt header: line base 0 for 2 ops"},
+    {"m 1 8\nf 1\n", c_base_high, "c.atb: corrupt header: line base 4294967295 for 2 ops"},
+    {"m 1 8\n\nf 1\n", c_base_unflagged,
+     "c.atb: corrupt header: a line base (7) without the flag that uses it"},
+    {"m 1 8\n\nf 1\n", c_seq_unstored,
+     "c.atb: corrupt binary trace: 8 bytes follow the 2 ops and line numbers"},
 };
 
 static void corrupt_v2(void) {
@@ -526,13 +560,16 @@ static void corrupt_v2(void) {
     EXPECT(trace_bin_parse(&u, "c.atb", img.p, img.len, err, sizeof err) == 0);
     trace_free(&u);
     uint64_t ops_at = get64(img.p + 32), lines_at = ops_at + 24 * t.n_ops;
+    int stored = !(img.p[6] & 2); /* else the lines run in sequence, none in the file */
     struct trace_op ops[8];
     uint32_t lines[8];
     memcpy(ops, img.p + ops_at, t.n_ops * sizeof *ops);
-    memcpy(lines, img.p + lines_at, t.n_ops * sizeof *lines);
+    if (stored)
+      memcpy(lines, img.p + lines_at, t.n_ops * sizeof *lines);
     v2_cases[i].change(img.p, ops, lines);
     memcpy(img.p + ops_at, ops, t.n_ops * sizeof *ops);
-    memcpy(img.p + lines_at, lines, t.n_ops * sizeof *lines);
+    if (stored)
+      memcpy(img.p + lines_at, lines, t.n_ops * sizeof *lines);
     int r = trace_bin_parse(&u, "c.atb", img.p, img.len, err, sizeof err);
     if (!EXPECT(r == -1 && strncmp(err, "c.atb: ", 7) == 0 && strstr(err, v2_cases[i].words)))
       fprintf(stderr, "  v2 case %zu: got \"%s\", wanted %s\n", i, err, v2_cases[i].words);

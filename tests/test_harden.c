@@ -121,7 +121,7 @@ static void double_free(void) {
     replay_detection_text(in.m->name, &t, &r.meas, msg, sizeof msg);
     /* Detected at line 6, ignored: the checked replay went on without a violation. */
     int ok = r.status == CELL_OK && r.reps == 1 && r.meas.detections == 1 &&
-             t.line[r.meas.detect_op] == 6 &&
+             trace_line(&t, r.meas.detect_op) == 6 &&
              strstr(msg, "t.trace:6: the module detected a double free");
     if (!EXPECT(ok))
       fprintf(stderr, "  %s:%s: status %s, %llu detections, \"%s\" \"%s\"\n", hardened[i][0],

@@ -74,7 +74,8 @@ static void run_module(const struct alloc_methods *m, const char *spec, const st
     size_t bad_op = 0;
     bad = mt_replay_checked(m, st, t, p, ptr, &chk, msg, sizeof msg, &bad_op);
     if (!EXPECT(bad == 0))
-      fprintf(stderr, "  %s %s run %d: line %u: %s\n", m->name, spec, run, t->line[bad_op], msg);
+      fprintf(stderr, "  %s %s run %d: line %u: %s\n", m->name, spec, run, trace_line(t, bad_op),
+              msg);
     check_fini(&chk);
     m->destroy(st);
     if (inside)

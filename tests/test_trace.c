@@ -34,7 +34,7 @@ static void valid_text(void) {
   EXPECT(t.n_threads == 3);
   /* live: 100, 100, 200, 400, 410, 610 (r 7 300), 610 (r 9 0 frees 0 bytes), ... */
   EXPECT(t.peak_live == 610);
-  EXPECT(t.line[t.peak_live_op] == 9);
+  EXPECT(trace_line(&t, t.peak_live_op) == 9);
   EXPECT(t.ops[0].kind == OP_MALLOC && t.ops[0].size == 100);
   EXPECT(t.ops[2].kind == OP_CALLOC && t.ops[2].size == 100);
   EXPECT(t.ops[3].kind == OP_MEMALIGN && t.ops[3].arg == 64);

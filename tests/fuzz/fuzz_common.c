@@ -90,7 +90,8 @@ void fz_verify(const struct trace *t) {
     const struct trace_op *o = &t->ops[i];
     require(o->slot < t->n_slots, "slot out of range", i);
     require(o->thread < t->n_threads, "thread tag not counted in n_threads", i);
-    require(i == 0 || t->line[i] >= t->line[i - 1], "lines out of order", i);
+    require(trace_line(t, i) >= 1, "line 0", i);
+    require(i == 0 || trace_line(t, i) >= trace_line(t, i - 1), "lines out of order", i);
     model_op(&m, t, i);
     resets += o->kind == OP_RESET;
     callocs += o->kind == OP_CALLOC;

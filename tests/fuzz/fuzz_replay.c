@@ -23,7 +23,7 @@
 static struct region region;
 
 static void die(const char *module, const struct trace *t, size_t op, const char *msg) {
-  fprintf(stderr, "fuzz: %s: line %u: %s\n", module, t->line[op], msg);
+  fprintf(stderr, "fuzz: %s: line %u: %s\n", module, trace_line(t, op), msg);
   abort();
 }
 
