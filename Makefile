@@ -36,14 +36,15 @@ sanitize: deps
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 meson test -C build-asan --print-errorlogs
 
 # The multi-threaded test (tests/test_mt.c: every thread-safe module, 50 runs each, cross-thread
-# frees) under ThreadSanitizer, in its own clang build: any data race fails it. The reference
+# frees) and the binary-trace test (the version-2 reader's read-ahead thread) under
+# ThreadSanitizer, in its own clang build: any data race fails it. The reference
 # modules are left out (sanitizers refuse RTLD_DEEPBIND); TSan slows the test about 3 times.
 tsan: deps
 	test -f build-tsan/build.ninja || \
 	  CC=clang meson setup build-tsan -Db_sanitize=thread -Db_lundef=false $(MESON_OPTS)
-	ninja -C build-tsan tests/test_mt
+	ninja -C build-tsan tests/test_mt tests/test_bin
 	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
-	  meson test -C build-tsan --no-rebuild --print-errorlogs --timeout-multiplier 4 mt
+	  meson test -C build-tsan --no-rebuild --print-errorlogs --timeout-multiplier 4 mt bin
 
 # Each libFuzzer target for FUZZ_SECONDS (default 60) in build-fuzz (clang).
 fuzz: deps

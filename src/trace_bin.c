@@ -6,6 +6,7 @@
 #include "region.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -1186,6 +1187,78 @@ static int v2_fill(struct trace *t, struct v2_reader *r, int fd, size_t from, si
 /* Ops read and checked at a time: checked while they are still in the cache. */
 #define V2_CHUNK ((size_t)1 << 15)
 
+/* Reading ahead: while the pass checks one chunk, a second thread reads the next ones from
+ * the file. The kernel's share of a load (zeroing the arrays' fresh pages and copying the
+ * file into them) is about half of it, and it runs beside the checks instead of before
+ * them. The checker takes chunk k only once the feeder says it is in; a read error is
+ * reported when the checker reaches its chunk, so a bad op before it is named first, as
+ * without the feeder. */
+struct v2_feed {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  struct trace *t;
+  struct v2_reader r; /* the caller's, with err pointing at this feed's own buffer */
+  int fd;
+  size_t n, ready; /* ops [0, ready) are in the arrays */
+  int failed;      /* a read failed at ready: err says why */
+  int stop;        /* the checker needs no more */
+  char err[512];
+};
+
+/* Traces of fewer ops are read and checked on one thread: starting the feeder would cost
+ * more than it saves. */
+#define V2_FEED_FROM (4 * V2_CHUNK)
+
+static void *v2_feed_run(void *arg) {
+  struct v2_feed *f = arg;
+  for (size_t from = 0; from < f->n; from += V2_CHUNK) {
+    size_t to = f->n - from < V2_CHUNK ? f->n : from + V2_CHUNK;
+    pthread_mutex_lock(&f->mu);
+    int stop = f->stop;
+    pthread_mutex_unlock(&f->mu);
+    if (stop)
+      break;
+    int rc = v2_fill(f->t, &f->r, f->fd, from, to);
+    pthread_mutex_lock(&f->mu);
+    if (rc)
+      f->failed = 1;
+    else
+      f->ready = to;
+    pthread_cond_signal(&f->cv);
+    pthread_mutex_unlock(&f->mu);
+    if (rc)
+      break;
+  }
+  return NULL;
+}
+
+/* Waits until ops [0, to) are in; 0, or -1 with the feeder's error in r->err. */
+static int v2_feed_wait(struct v2_feed *f, struct v2_reader *r, size_t to) {
+  pthread_mutex_lock(&f->mu);
+  while (f->ready < to && !f->failed)
+    pthread_cond_wait(&f->cv, &f->mu);
+  int ok = f->ready >= to;
+  pthread_mutex_unlock(&f->mu);
+  if (!ok)
+    snprintf(r->err, r->errlen, "%s", f->err);
+  return ok ? 0 : -1;
+}
+
+static void v2_feed_end(struct v2_feed *f, pthread_t th) {
+  pthread_mutex_lock(&f->mu);
+  f->stop = 1;
+  pthread_mutex_unlock(&f->mu);
+  pthread_join(th, NULL);
+  pthread_cond_destroy(&f->cv);
+  pthread_mutex_destroy(&f->mu);
+}
+
+/* Ops [from, to) ready to check: read now, or waited for when a feeder reads them. */
+static int v2_chunk(struct trace *t, struct v2_reader *r, int fd, struct v2_feed *f, size_t from,
+                    size_t to) {
+  return f ? v2_feed_wait(f, r, to) : v2_fill(t, r, fd, from, to);
+}
+
 /* A version-2 trace: header, then each chunk of ops and lines read and checked. */
 static int v2_read(struct trace *t, struct v2_reader *r, int fd) {
   if (v2_header(r) || v2_alloc(t, r))
@@ -1207,11 +1280,24 @@ static int v2_read(struct trace *t, struct v2_reader *r, int fd) {
   struct v2_pass p = {.next = 1};
   struct v2_sum sum = {0};
   int rc = c.state ? 0 : v2_header_fail(r, "out of memory reading the trace");
+  struct v2_feed feed = {.t = t, .r = *r, .fd = fd, .n = c.n}, *f = NULL;
+  pthread_t th;
+  feed.r.err = feed.err;
+  feed.r.errlen = sizeof feed.err;
+  if (rc == 0 && fd >= 0 && c.n >= V2_FEED_FROM && pthread_mutex_init(&feed.mu, NULL) == 0) {
+    if (pthread_cond_init(&feed.cv, NULL) == 0 &&
+        pthread_create(&th, NULL, v2_feed_run, &feed) == 0)
+      f = &feed;
+    else
+      pthread_mutex_destroy(&feed.mu); /* no thread: read on this one */
+  }
   for (size_t from = 0; rc == 0 && from < c.n; from += V2_CHUNK) {
     size_t to = c.n - from < V2_CHUNK ? c.n : from + V2_CHUNK;
-    rc = v2_fill(t, r, fd, from, to) || (c.line && v2_lines(&c, &p, from, to)) ||
+    rc = v2_chunk(t, r, fd, f, from, to) || (c.line && v2_lines(&c, &p, from, to)) ||
          v2_ops(&c, &p, from, to);
   }
+  if (f)
+    v2_feed_end(f, th);
   if (rc == 0)
     rc = v2_finish(&c, &p, &sum) || v2_agree(&c, h, &sum);
   region_side_free(c.state, state_bytes);
