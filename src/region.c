@@ -72,9 +72,11 @@ static size_t side_bytes(size_t bytes) {
   return alloc_align_up(bytes ? bytes : 1, 4096);
 }
 
-/* Large arrays ask for transparent huge pages: far fewer page faults while they fill. */
+/* Large arrays ask for transparent huge pages: far fewer page faults while they fill. The
+ * mapping's size decides (an array of 24-byte elements sized to whole huge pages ends a
+ * few bytes short of them). */
 static void *side_advise(void *p, size_t bytes) {
-  if (p != MAP_FAILED && bytes >= (2u << 20))
+  if (p != MAP_FAILED && side_bytes(bytes) >= (2u << 20))
     madvise(p, side_bytes(bytes), MADV_HUGEPAGE);
   return p == MAP_FAILED ? NULL : p;
 }
