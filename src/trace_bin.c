@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -1209,6 +1210,12 @@ struct v2_feed {
  * more than it saves. */
 #define V2_FEED_FROM (4 * V2_CHUNK)
 
+/* The feeder only helps with a second CPU to run on (not under taskset -c 0, say). */
+static int two_cpus(void) {
+  cpu_set_t set;
+  return sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) >= 2;
+}
+
 static void *v2_feed_run(void *arg) {
   struct v2_feed *f = arg;
   for (size_t from = 0; from < f->n; from += V2_CHUNK) {
@@ -1284,7 +1291,8 @@ static int v2_read(struct trace *t, struct v2_reader *r, int fd) {
   pthread_t th;
   feed.r.err = feed.err;
   feed.r.errlen = sizeof feed.err;
-  if (rc == 0 && fd >= 0 && c.n >= V2_FEED_FROM && pthread_mutex_init(&feed.mu, NULL) == 0) {
+  if (rc == 0 && fd >= 0 && c.n >= V2_FEED_FROM && two_cpus() &&
+      pthread_mutex_init(&feed.mu, NULL) == 0) {
     if (pthread_cond_init(&feed.cv, NULL) == 0 &&
         pthread_create(&th, NULL, v2_feed_run, &feed) == 0)
       f = &feed;
