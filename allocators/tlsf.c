@@ -393,7 +393,11 @@ static inline void *use(struct tlsf *t, struct blk *b, size_t size, size_t n, si
 static inline void release(struct tlsf *t, struct blk *b, size_t hdr, unsigned sli, int blend) {
   size_t own = hdr & ~FLAG_MASK, tag = 0;
   if (blend) {
-    tag = ((size_t *)b)[-1] & -((hdr & PREV_FREE_BIT) >> 1);
+    /* Read the previous block's tag only when it is free: otherwise that word is a live
+     * block's data, which another thread may be writing (locked:tlsf). t->nil's header, 0,
+     * is read instead; the address is selected, not the value. */
+    uint64_t prev_free = (hdr & PREV_FREE_BIT) >> 1;
+    tag = *(const size_t *)pick(prev_free, (uintptr_t)((size_t *)b - 1), (uintptr_t)&t->nil.hdr);
     t->merges += tag != 0;
   } else if (hdr & PREV_FREE_BIT) {
     tag = ((size_t *)b)[-1];
