@@ -46,13 +46,19 @@ int trace_bin_is(const void *buf, size_t len) {
   return len >= 4 && memcmp(buf, TRACE_BIN_MAGIC, 4) == 0;
 }
 
+/* Writes fmt's message after the n-byte prefix already in err (nothing when the prefix
+ * filled it): the tail of every error function here. */
+static void append_msg(char *err, size_t errlen, int n, const char *fmt, va_list ap) {
+  if (n >= 0 && (size_t)n < errlen)
+    vsnprintf(err + n, errlen - (size_t)n, fmt, ap);
+}
+
 static int fail(struct reader *r, const char *fmt, ...) {
   int n = snprintf(r->err, r->errlen, "%s: record %zu (byte %zu): ", r->name, r->t->n_ops + 1,
                    (size_t)(r->rec - r->start));
   va_list ap;
   va_start(ap, fmt);
-  if (n >= 0 && (size_t)n < r->errlen)
-    vsnprintf(r->err + n, r->errlen - (size_t)n, fmt, ap);
+  append_msg(r->err, r->errlen, n, fmt, ap);
   va_end(ap);
   return -1;
 }
@@ -746,8 +752,7 @@ static int v2_fail(const struct v2_check *c, size_t i, int at_line, const char *
                  (unsigned long long)(c->ops_at + V2_OP * (uint64_t)i));
   va_list ap;
   va_start(ap, fmt);
-  if (n >= 0 && (size_t)n < c->errlen)
-    vsnprintf(c->err + n, c->errlen - (size_t)n, fmt, ap);
+  append_msg(c->err, c->errlen, n, fmt, ap);
   va_end(ap);
   return -1;
 }
@@ -993,8 +998,7 @@ static int v2_header_fail(struct v2_reader *r, const char *fmt, ...) {
   int n = snprintf(r->err, r->errlen, "%s: ", r->name);
   va_list ap;
   va_start(ap, fmt);
-  if (n >= 0 && (size_t)n < r->errlen)
-    vsnprintf(r->err + n, r->errlen - (size_t)n, fmt, ap);
+  append_msg(r->err, r->errlen, n, fmt, ap);
   va_end(ap);
   return -1;
 }
