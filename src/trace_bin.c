@@ -1155,19 +1155,31 @@ static int read_at(int fd, void *p, size_t n, uint64_t off) {
   return 0;
 }
 
+/* Bytes from the ops' start to the validation pass's slot states, which live in the ops'
+ * mapping past the last op: a mapping of their own would cost fresh pages of its own (a
+ * 4 KiB page fault costs some 11 us on this project's VMs, about what a 2 MiB huge page's
+ * zeroing does), where the ops' last huge page mostly has room to spare. */
+static size_t v2_state_at(size_t n) {
+  return (n * sizeof(struct trace_op) + 63) & ~(size_t)63;
+}
+
 /* Arrays for the ops and the lines (none when they run in sequence), whole huge pages (see
- * huge_count). */
-static int v2_alloc(struct trace *t, struct v2_reader *r) {
-  size_t n = (size_t)r->h.n_ops;
+ * huge_count), and the pass's slot states (zero, as fresh pages are) after the ops. */
+static int v2_alloc(struct trace *t, struct v2_reader *r, uint64_t **state) {
+  size_t n = (size_t)r->h.n_ops, state_bytes = (size_t)r->h.slots * sizeof **state;
+  size_t k = (v2_state_at(n) + state_bytes + sizeof *t->ops - 1) / sizeof *t->ops;
   int seq = r->h.flags & TRACE_BIN_LINES_SEQ;
   t->line_base = r->h.line_base;
+  *state = NULL;
   if (!n)
     return 0;
-  t->cap = seq ? huge_count(n, sizeof *t->ops) : huge_count(n, sizeof *t->line);
+  t->cap = seq ? huge_count(k, sizeof *t->ops) : huge_count(n, sizeof *t->line);
+  t->cap = t->cap < k ? k : t->cap;
   t->ops = region_side_alloc(t->cap * sizeof *t->ops);
   t->line = t->ops && !seq ? region_side_alloc(t->cap * sizeof *t->line) : NULL;
   if (!t->ops || (!seq && !t->line))
     return v2_header_fail(r, "out of memory reading the trace");
+  *state = (uint64_t *)((char *)t->ops + v2_state_at(n));
   return 0;
 }
 
@@ -1272,7 +1284,8 @@ static int v2_chunk(struct trace *t, struct v2_reader *r, int fd, struct v2_feed
 
 /* A version-2 trace: header, then each chunk of ops and lines read and checked. */
 static int v2_read(struct trace *t, struct v2_reader *r, int fd) {
-  if (v2_header(r) || v2_alloc(t, r))
+  uint64_t *state;
+  if (v2_header(r) || v2_alloc(t, r, &state))
     return -1;
   const struct v2_header *h = &r->h;
   struct v2_check c = {.name = r->name,
@@ -1285,12 +1298,11 @@ static int v2_read(struct trace *t, struct v2_reader *r, int fd) {
                        .line = t->line,
                        .n = (size_t)h->n_ops,
                        .n_slots = h->slots,
-                       .n_threads = h->threads};
-  size_t state_bytes = huge_count(h->slots, sizeof *c.state) * sizeof *c.state;
-  c.state = region_side_alloc(state_bytes);
+                       .n_threads = h->threads,
+                       .state = state};
   struct v2_pass p = {.next = 1};
   struct v2_sum sum = {0};
-  int rc = c.state ? 0 : v2_header_fail(r, "out of memory reading the trace");
+  int rc = 0;
   struct v2_feed feed = {.t = t, .r = *r, .fd = fd, .n = c.n}, *f = NULL;
   pthread_t th;
   feed.r.err = feed.err;
@@ -1312,7 +1324,6 @@ static int v2_read(struct trace *t, struct v2_reader *r, int fd) {
     v2_feed_end(f, th);
   if (rc == 0)
     rc = v2_finish(&c, &p, &sum) || v2_agree(&c, h, &sum);
-  region_side_free(c.state, state_bytes);
   if (rc)
     return -1;
   t->n_ops = c.n;
