@@ -10,8 +10,8 @@
  * two ctz and no loop. malloc rounds the request up to the next list boundary (good fit), so
  * that any block of the list found fits without looking at it, takes the list's first block
  * and files the tail it does not need as a free block. A block has an 8-byte header (size,
- * free bit, previous-free bit); a free block also keeps its size and list in its last word
- * (boundary tag), so free merges with both physical neighbours at once (immediate
+ * free bit, previous-free bit); a free block also keeps its address and list in its last
+ * word (boundary tag), so free merges with both physical neighbours at once (immediate
  * coalescing) and the heap never holds two free blocks side by side. Lists are doubly
  * linked through the address of the link that points to each block, so an unlink needs no
  * test. The heap grows from a top pointer like sbrk when no list has a fitting block; a
@@ -38,10 +38,12 @@
  * which a heap of a few dozen KiB notices; memalign asks the lists for size + alignment + 32
  * bytes, then gives the leading gap back. Small blocks freed in FIFO order (fifo-classes)
  * are its worst case against glibc, whose tcache and fastbins hand back the block just
- * freed without coalescing: there the branch-free paths bring it about level (tlsf/system
- * 0.98 to 1.09 in seven of eight bench-zoo runs, median 1.04, against 1.50 with branches
- * only), with 0.11 mispredicted branches per op against glibc's 0.51 but 94 instructions
- * against 75 (callgrind, the harness's own loop subtracted).
+ * freed without coalescing: there the branch-free paths, with few instructions and short
+ * load chains on them (the boundary tag names the block, the bitmap word is written once),
+ * put it ahead (tlsf/system median 0.91 in twelve alternating runs, against 1.02 before
+ * that tightening and 1.50 with branches only), with about 0.1 mispredicted branches per op
+ * against glibc's 0.51 and 82 instructions against 74 (callgrind, the harness's own loop
+ * subtracted).
  */
 #include "alloc.h"
 
@@ -56,9 +58,9 @@
 #define MAX_SLI 6    /* 64 second-level lists fit one uint64_t bitmap */
 #define GRAIN_LOG2 4 /* block sizes are multiples of ALLOC_MIN_ALIGN */
 
-/* A free block's boundary tag holds its size in the low TAG_LIST bits and its list above. */
+/* A free block's boundary tag holds its address in the low TAG_LIST bits and its list above. */
 #define TAG_LIST 48
-#define TAG_SIZE (((size_t)1 << TAG_LIST) - 1)
+#define TAG_ADDR (((size_t)1 << TAG_LIST) - 1)
 #define MAX_FL (TAG_LIST - GRAIN_LOG2 + 2) /* first-level classes of the largest region */
 
 #define WINDOW 4096      /* frees between two choices of the paths (retune) */
@@ -74,6 +76,8 @@ struct blk {
   struct blk **pprev;
 };
 
+/* Its size counts in the footprint (the heap starts after the instance and the heads): one
+ * field more can move every block 16 bytes. */
 struct tlsf {
   char *base, *end;
   char *heap;         /* first block */
@@ -82,7 +86,7 @@ struct tlsf {
   unsigned fl_count;  /* first-level classes: fl 0 (below 16 << sli) and one per power of two */
   size_t max_req;     /* largest request that could fit the region */
   uint64_t fl_bitmap; /* bit fl > 0: some list of class fl is non-empty (bit 0: unused) */
-  size_t live_blocks;
+  uint64_t given;     /* blocks given less the frees of the windows before this one (see live) */
   /* Blocks made by growing the top and by splits, and gone by merges and back to the top:
    * their balance less the live blocks is the free blocks, counted without a store per
    * list change; splits and merges also say how mixed the outcomes are (retune). */
@@ -93,7 +97,7 @@ struct tlsf {
   unsigned mpath, fpath; /* malloc's and free's path: PATH_BRANCH, PATH_BLEND or PATH_ANY_SL */
   unsigned left, window; /* frees left in the current window, and its length */
   struct blk sink;       /* end of every list; its fields are written, never read */
-  struct blk nil;        /* never written: unlinking it changes nothing (see release) */
+  struct blk nil; /* never written: its header is its own tag, and unlinking it changes nothing */
   /* At fixed offsets from the instance, so that the hot paths address them from t alone. */
   uint64_t sl_bitmap[MAX_FL]; /* bit sl of word fl: list (fl << sli) | sl is non-empty */
   struct blk *heads[];        /* [fl_count << sli]: first block, or &sink when empty */
@@ -118,10 +122,17 @@ static inline unsigned log2_floor(size_t n) {
   return (unsigned)__builtin_clzll(n) ^ 63u;
 }
 
-/* a when c is 1, b when it is 0, by arithmetic: the compiler turns a conditional expression
- * here into a branch, which a coin-toss condition mispredicts. */
+/* a when c is not 0, b when it is, without a branch: the compiler turns a conditional
+ * expression here into one, which a coin-toss condition mispredicts. On x86-64 a cmov (two
+ * dependent instructions, where the arithmetic takes four: this is on the path from a
+ * free's header load to its list changes). */
 static inline uintptr_t pick(uint64_t c, uintptr_t a, uintptr_t b) {
-  return b ^ ((a ^ b) & (uintptr_t)-c);
+#if defined(__x86_64__)
+  __asm__("test %[c], %[c]\n\tcmovnz %[a], %[b]" : [b] "+r"(b) : [c] "r"(c), [a] "r"(a) : "cc");
+  return b;
+#else
+  return b ^ ((a ^ b) & (0 - (uintptr_t)(c != 0)));
+#endif
 }
 
 static inline size_t block_size(const struct blk *b) {
@@ -132,10 +143,10 @@ static inline struct blk *at(void *p, size_t off) {
   return (struct blk *)((char *)p + off);
 }
 
-/* The boundary tag of the free block b: size and list, so that a free merging with b finds
- * its list without computing it. */
+/* The boundary tag of the free block b: address and list, so that a free merging with b
+ * finds b and its list without computing them. */
 static inline void set_tag(struct blk *b, size_t size, unsigned list) {
-  ((size_t *)((char *)b + size))[-1] = size | (size_t)list << TAG_LIST;
+  ((size_t *)((char *)b + size))[-1] = (uintptr_t)b | (size_t)list << TAG_LIST;
 }
 
 /* Block bytes for a request: header plus payload, in 16-byte grains, at least MIN_BLOCK. */
@@ -165,7 +176,7 @@ static inline unsigned list_of(size_t size, unsigned sli) {
 }
 
 /* Links b in front of list j; returns whether the list was empty. No bitmap change. */
-static inline int link_head(struct tlsf *t, struct blk *b, unsigned j) {
+static inline int link_head(struct tlsf *t, struct blk *b, size_t j) {
   struct blk *h = t->heads[j];
   b->next = h;
   h->pprev = &b->next;
@@ -213,19 +224,29 @@ static inline void unlink_block(struct tlsf *t, struct blk *b, unsigned i, unsig
 /* Takes x off list i and pushes y (x itself, merged, or the free tail carved from it) on
  * list j. head: x is the head of list i. blend: the bitmap updates of the removal and the
  * insertion in one, without a branch. */
-static inline void relist(struct tlsf *t, struct blk *x, unsigned i, struct blk *y, unsigned j,
+static inline void relist(struct tlsf *t, struct blk *x, size_t i, struct blk *y, size_t j,
                           int head, unsigned sli, int blend) {
-  unsigned mask = (1u << sli) - 1, fi = i >> sli, fj = j >> sli;
+  size_t mask = ((size_t)1 << sli) - 1, fi = i >> sli, fj = j >> sli;
   struct blk *n = x->next, **pp = head ? &t->heads[i] : x->pprev;
   *pp = n;
   n->pprev = pp;
-  uint64_t empty = (pp == &t->heads[i]) & (n == &t->sink);
+  /* x was alone on list i: its link was the head and it led to the sink (one compare). */
+  uint64_t empty =
+      (((uintptr_t)pp ^ (uintptr_t)&t->heads[i]) | ((uintptr_t)n ^ (uintptr_t)&t->sink)) == 0;
   int was_empty = link_head(t, y, j);
   if (!blend) {
     if (empty)
       clear_bits(t, i, 1, sli, 0);
     if (was_empty)
       set_bits(t, j, sli);
+    return;
+  }
+  if (fi == fj) {
+    /* Nearly always (a merge rarely crosses a power of two): one word, and no store read
+     * back. List i's bit is set (x is on it, or x is t->nil with empty 0), so xor clears
+     * it; fl_bitmap keeps its bit (x stays in the class; t->nil's is class 0, whose bit is
+     * unused). */
+    t->sl_bitmap[fi] = (t->sl_bitmap[fi] ^ (empty << (i & mask))) | 1ull << (j & mask);
     return;
   }
   uint64_t a = t->sl_bitmap[fi] & ~(empty << (i & mask));
@@ -305,21 +326,19 @@ static inline void *carve(struct tlsf *t, struct blk *b, unsigned i, size_t size
 
 /* Class 0's lists hold one size each, so the bitmap word of the class (sm) is the only one
  * to change (searches read class 0's word directly, never fl_bitmap's bit 0): takes b, the
- * head of list i, off it and pushes r on list j (push 1), or only takes b off (push 0: r is
- * t->sink and j list 0 or 1). blend: the new word is stored without a branch. */
-static inline void relist_small(struct tlsf *t, struct blk *b, unsigned i, uint64_t sm,
-                                struct blk *r, unsigned j, uint64_t push, int blend) {
+ * head of list i, off it and pushes r on list j (j < i). */
+static inline void relist_small(struct tlsf *t, struct blk *b, size_t i, uint64_t sm, struct blk *r,
+                                size_t j) {
   struct blk *n = b->next;
   t->heads[i] = n;
   n->pprev = &t->heads[i];
   uint64_t empty = n == &t->sink;
-  int was_empty = link_head(t, r, j);
-  if (blend || empty || was_empty)
-    t->sl_bitmap[0] = (sm & ~(empty << i)) | push << j;
+  if (link_head(t, r, j) || empty)
+    t->sl_bitmap[0] = (sm ^ (empty << i)) | 1ull << j; /* i's bit is set: xor clears it */
 }
 
 /* Class 0's pop: takes b, the head of list i, off it (sm: the class's bitmap word). */
-static inline void pop_small(struct tlsf *t, struct blk *b, unsigned i, uint64_t sm) {
+static inline void pop_small(struct tlsf *t, struct blk *b, size_t i, uint64_t sm) {
   struct blk *n = b->next;
   t->heads[i] = n;
   n->pprev = &t->heads[i];
@@ -332,25 +351,30 @@ static inline void pop_small(struct tlsf *t, struct blk *b, unsigned i, uint64_t
  * computed without waiting for that load. blend: no branch on whether a tail of MIN_BLOCK
  * is left (see tlsf_malloc): without one, the sink stands in for it, the boundary tag lands
  * in b's own payload, and the next block's previous-free bit is cleared. */
-static inline void *carve_small(struct tlsf *t, struct blk *b, unsigned i, uint64_t sm, size_t n,
+static inline void *carve_small(struct tlsf *t, struct blk *b, size_t i, uint64_t sm, size_t n,
                                 int blend) {
-  size_t size = (size_t)i << GRAIN_LOG2, rest = size - n;
-  unsigned j = (unsigned)(rest >> GRAIN_LOG2);
+  size_t size = i << GRAIN_LOG2, rest = size - n, j = rest >> GRAIN_LOG2;
   uint64_t split = rest >= MIN_BLOCK;
   if (blend) {
+    /* b off its list and the new bitmap word first, then the tail on: fewer values live at
+     * once, so fewer registers to save. i's bit is set (and i != j): xor clears it. */
+    struct blk *nb = b->next;
+    t->heads[i] = nb;
+    nb->pprev = &t->heads[i];
+    t->sl_bitmap[0] = (sm ^ (uint64_t)(nb == &t->sink) << i) | split << j;
     struct blk *r = (struct blk *)pick(split, (uintptr_t)at(b, n), (uintptr_t)&t->sink);
     b->hdr = pick(split, n, size);
     r->hdr = rest | FREE_BIT;
-    ((size_t *)((char *)b + size))[-1] = rest | (size_t)j << TAG_LIST;
-    at(b, size)->hdr &= ~((size_t)!split << 1);
-    relist_small(t, b, i, sm, r, j, split, 1);
+    ((size_t *)((char *)b + size))[-1] = (uintptr_t)r | (size_t)j << TAG_LIST;
+    at(b, size)->hdr &= ~PREV_FREE_BIT | split << 1;
+    link_head(t, r, j);
     t->splits += split;
   } else if (split) {
     struct blk *r = at(b, n);
     b->hdr = n;
     r->hdr = rest | FREE_BIT;
     set_tag(r, rest, j);
-    relist_small(t, b, i, sm, r, j, 1, 0);
+    relist_small(t, b, i, sm, r, j);
     t->splits++;
   } else {
     b->hdr = size;
@@ -387,27 +411,33 @@ static inline void *use(struct tlsf *t, struct blk *b, size_t size, size_t n, si
 }
 
 /* Gives back the used block b (header hdr): merges it with free neighbours, or returns it
- * to the top. blend: no branch on whether the previous block is free (see tlsf_free): its
- * size is masked to 0 when it is in use, and the merged block's move between lists then
+ * to the top. blend: no branch on whether the previous block is free (see tlsf_free): when
+ * it is in use, the tag read is t->nil's, and the merged block's move between lists then
  * unlinks t->nil, which changes nothing. */
 static inline void release(struct tlsf *t, struct blk *b, size_t hdr, unsigned sli, int blend) {
-  size_t own = hdr & ~FLAG_MASK, tag = 0;
+  size_t own = hdr & ~FLAG_MASK, prev_free = hdr & PREV_FREE_BIT; /* 0 or PREV_FREE_BIT */
+  struct blk *x = b, *from = &t->nil; /* the merged block's start; the block off a list */
+  size_t i = 0;                       /* from's list */
   if (blend) {
     /* Read the previous block's tag only when it is free: otherwise that word is a live
-     * block's data, which another thread may be writing (locked:tlsf). t->nil's header, 0,
-     * is read instead; the address is selected, not the value. */
-    uint64_t prev_free = (hdr & PREV_FREE_BIT) >> 1;
-    tag = *(const size_t *)pick(prev_free, (uintptr_t)((size_t *)b - 1), (uintptr_t)&t->nil.hdr);
-    t->merges += tag != 0;
-  } else if (hdr & PREV_FREE_BIT) {
-    tag = ((size_t *)b)[-1];
+     * block's data, which another thread may be writing (locked:tlsf). t->nil's header, its
+     * own tag, is read instead; the address is selected, not the value. */
+    size_t tag =
+        *(const size_t *)pick(prev_free, (uintptr_t)((size_t *)b - 1), (uintptr_t)&t->nil.hdr);
+    from = (struct blk *)(tag & TAG_ADDR);
+    i = tag >> TAG_LIST;
+    x = (struct blk *)pick(prev_free, (uintptr_t)from, (uintptr_t)b);
+    t->merges += prev_free >> 1;
+  } else if (prev_free) {
+    size_t tag = ((size_t *)b)[-1];
+    x = from = (struct blk *)(tag & TAG_ADDR);
+    i = tag >> TAG_LIST;
     t->merges++;
   }
-  size_t psize = tag & TAG_SIZE, size = own + psize;
-  unsigned i = (unsigned)(tag >> TAG_LIST);
-  struct blk *x = (struct blk *)((char *)b - psize), *next = at(b, own);
+  size_t size = own + (size_t)((char *)b - (char *)x);
+  struct blk *next = at(b, own);
   if ((char *)next == t->top) {
-    if (psize)
+    if (prev_free)
       unlink_block(t, x, i, sli, blend);
     t->top = (char *)x;
     t->top_returns++;
@@ -420,18 +450,16 @@ static inline void release(struct tlsf *t, struct blk *b, size_t hdr, unsigned s
     size += nsize;
     next = at(next, nsize);
   }
-  unsigned j = list_of(size, sli);
+  size_t j = list_of(size, sli);
   x->hdr = size | FREE_BIT;
   set_tag(x, size, j);
   next->hdr |= PREV_FREE_BIT;
-  if (blend) {
-    struct blk *from = (struct blk *)pick(psize != 0, (uintptr_t)x, (uintptr_t)&t->nil);
+  if (blend)
     relist(t, from, i, x, j, 0, sli, 1);
-  } else if (psize) {
+  else if (prev_free)
     relist(t, x, i, x, j, 0, sli, 0);
-  } else {
+  else
     insert(t, x, j, sli, 0);
-  }
 }
 
 /* A decision runs without a branch while its outcomes are mixed: 30% or more of each, for
@@ -453,6 +481,7 @@ static __attribute__((noinline)) void retune(struct tlsf *t) {
              (mixed(t->merges - t->win_merges, n) ? BLEND_MERGE : 0);
   t->blended += t->blend != 0;
   set_paths(t);
+  t->given -= t->window;
   t->win_splits = t->splits;
   t->win_merges = t->merges;
   t->left = t->window = WINDOW;
@@ -480,6 +509,11 @@ static int tlsf_init(void **ret_st, void *base, size_t size, const struct alloc_
              TAG_LIST);
     return -1;
   }
+  if (((uintptr_t)end - 1) >> TAG_LIST) {
+    snprintf(err, errlen, "region at %p ends above 2^%d, beyond tlsf's boundary tags", base,
+             TAG_LIST);
+    return -1;
+  }
   if (room < meta + 16 + MIN_BLOCK) {
     snprintf(err, errlen, "region of %zu bytes is too small for tlsf (needs %zu)", size,
              meta + 16 + MIN_BLOCK + 15);
@@ -492,7 +526,7 @@ static int tlsf_init(void **ret_st, void *base, size_t size, const struct alloc_
                      .fl_count = fl_count,
                      .left = FIRST_WINDOW,
                      .window = FIRST_WINDOW};
-  t->nil = (struct blk){.next = &t->sink, .pprev = &t->sink.next};
+  t->nil = (struct blk){.hdr = (uintptr_t)&t->nil, .next = &t->sink, .pprev = &t->sink.next};
   set_paths(t);
   for (size_t i = 0; i < lists; i++)
     t->heads[i] = &t->sink;
@@ -512,9 +546,9 @@ static inline __attribute__((always_inline)) void *do_malloc(struct tlsf *t, siz
     unsigned i = (unsigned)(n >> GRAIN_LOG2);
     uint64_t sm = t->sl_bitmap[0], fit = sm & (~0ull << i);
     if (fit) {
-      t->live_blocks++;
-      i = (unsigned)__builtin_ctzll(fit);
-      return carve_small(t, t->heads[i], i, sm, n, blend);
+      t->given++;
+      size_t k = (size_t)__builtin_ctzll(fit);
+      return carve_small(t, t->heads[k], k, sm, n, blend);
     }
     /* Nothing in class 0 from list i up: the first non-empty class above (bit 0 of
      * fl_bitmap is not class 0's). */
@@ -523,7 +557,7 @@ static inline __attribute__((always_inline)) void *do_malloc(struct tlsf *t, siz
       unsigned fl = (unsigned)__builtin_ctzll(fm);
       i = (fl << sli) | (unsigned)__builtin_ctzll(t->sl_bitmap[fl]);
       struct blk *b = t->heads[i];
-      t->live_blocks++;
+      t->given++;
       return carve(t, b, i, block_size(b), n, sli, blend);
     }
   } else {
@@ -533,7 +567,7 @@ static inline __attribute__((always_inline)) void *do_malloc(struct tlsf *t, siz
     int i = find_fit(t, n, sli);
     if (i >= 0) {
       struct blk *b = t->heads[i];
-      t->live_blocks++;
+      t->given++;
       return carve(t, b, (unsigned)i, block_size(b), n, sli, blend);
     }
   }
@@ -542,7 +576,7 @@ static inline __attribute__((always_inline)) void *do_malloc(struct tlsf *t, siz
   struct blk *b = (struct blk *)t->top;
   t->top += n;
   b->hdr = n; /* the block below the top is never free: it would have gone back to the top */
-  t->live_blocks++;
+  t->given++;
   t->top_grows++;
   return (char *)b + HDR;
 }
@@ -551,7 +585,6 @@ static inline void do_free(struct tlsf *t, void *p, unsigned sli, int blend) {
   if (!p)
     return;
   struct blk *b = (struct blk *)((char *)p - HDR);
-  t->live_blocks--;
   release(t, b, b->hdr, sli, blend);
   if (!--t->left)
     retune(t);
@@ -679,7 +712,7 @@ static void *tlsf_memalign(void *st, size_t alignment, size_t size) {
                       : NULL;
   if (b) {
     size_t bsize = block_size(b), gap = align_gap((char *)b, alignment);
-    t->live_blocks++;
+    t->given++;
     if (!gap)
       return use(t, b, bsize, n, 0, t->sli);
     free_gap(t, b, gap);
@@ -694,7 +727,7 @@ static void *tlsf_memalign(void *st, size_t alignment, size_t size) {
   b = at(b, gap);
   b->hdr = n | (gap ? PREV_FREE_BIT : 0);
   t->top = (char *)b + n;
-  t->live_blocks++;
+  t->given++;
   t->top_grows++;
   return (char *)b + HDR;
 }
@@ -717,18 +750,22 @@ static void tlsf_reset(void *st) {
   }
   t->fl_bitmap = 0;
   t->top = t->heap;
-  t->live_blocks = 0;
+  t->given = t->window - t->left;                        /* no live blocks */
   t->top_returns = t->top_grows + t->splits - t->merges; /* no blocks */
+}
+
+/* The windows count the frees, so a free needs no counter of its own. */
+static size_t live(const struct tlsf *t) {
+  return t->given - (t->window - t->left);
 }
 
 static void tlsf_stats(void *st, struct alloc_stats *ret) {
   struct tlsf *t = st;
   *ret = (struct alloc_stats){
       .footprint = (size_t)(t->top - t->base),
-      .meta_bytes = (size_t)(t->heap - t->base) + HDR * t->live_blocks,
+      .meta_bytes = (size_t)(t->heap - t->base) + HDR * live(t),
       .n_counters = 3,
-      .counter = {{"free_blocks",
-                   t->top_grows + t->splits - t->merges - t->top_returns - t->live_blocks},
+      .counter = {{"free_blocks", t->top_grows + t->splits - t->merges - t->top_returns - live(t)},
                   {"top_grows", t->top_grows},
                   {"blended_windows", t->blended}},
   };
