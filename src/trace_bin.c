@@ -1204,6 +1204,11 @@ static int v2_fill(struct trace *t, struct v2_reader *r, int fd, size_t from, si
 /* Ops read and checked at a time: checked while they are still in the cache. */
 #define V2_CHUNK ((size_t)1 << 15)
 
+/* The end of the chunk that starts at op from, of n: the feeder and the checker cut alike. */
+static size_t v2_chunk_end(size_t from, size_t n) {
+  return n - from < V2_CHUNK ? n : from + V2_CHUNK;
+}
+
 /* Reading ahead: while the pass checks one chunk, a second thread reads the next ones from
  * the file. The kernel's share of a load (zeroing the arrays' fresh pages and copying the
  * file into them) is about half of it, and it runs beside the checks instead of before
@@ -1235,7 +1240,7 @@ static int two_cpus(void) {
 static void *v2_feed_run(void *arg) {
   struct v2_feed *f = arg;
   for (size_t from = 0; from < f->n; from += V2_CHUNK) {
-    size_t to = f->n - from < V2_CHUNK ? f->n : from + V2_CHUNK;
+    size_t to = v2_chunk_end(from, f->n);
     pthread_mutex_lock(&f->mu);
     int stop = f->stop;
     pthread_mutex_unlock(&f->mu);
@@ -1307,8 +1312,7 @@ static int v2_read(struct trace *t, struct v2_reader *r, int fd) {
   pthread_t th;
   feed.r.err = feed.err;
   feed.r.errlen = sizeof feed.err;
-  if (rc == 0 && fd >= 0 && c.n >= V2_FEED_FROM && two_cpus() &&
-      pthread_mutex_init(&feed.mu, NULL) == 0) {
+  if (fd >= 0 && c.n >= V2_FEED_FROM && two_cpus() && pthread_mutex_init(&feed.mu, NULL) == 0) {
     if (pthread_cond_init(&feed.cv, NULL) == 0 &&
         pthread_create(&th, NULL, v2_feed_run, &feed) == 0)
       f = &feed;
@@ -1316,7 +1320,7 @@ static int v2_read(struct trace *t, struct v2_reader *r, int fd) {
       pthread_mutex_destroy(&feed.mu); /* no thread: read on this one */
   }
   for (size_t from = 0; rc == 0 && from < c.n; from += V2_CHUNK) {
-    size_t to = c.n - from < V2_CHUNK ? c.n : from + V2_CHUNK;
+    size_t to = v2_chunk_end(from, c.n);
     rc = v2_chunk(t, r, fd, f, from, to) || (c.line && v2_lines(&c, &p, from, to)) ||
          v2_ops(&c, &p, from, to);
   }
